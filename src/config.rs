@@ -1,0 +1,1003 @@
+//! Configuration: `gateway.toml` parsed into [`raw::RawConfig`], then checked
+//! and converted into the typed [`Config`] that the rest of the gateway uses.
+//!
+//! The hot path only ever sees typed values (socket addresses, durations,
+//! header names, parsed URIs); every string is parsed once, here.
+
+mod duration;
+pub mod raw;
+
+pub use duration::{format_duration, parse_duration};
+
+use hyper::header::HeaderName;
+use hyper::http::uri::{Authority, Scheme};
+use hyper::Uri;
+use raw::{RawAdmin, RawConfig, RawEndpoints, RawJwt, RawRevocation, RawRoute, RawServer};
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the gateway listens when `server.listen` is not set.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Where the admin listener binds when `admin.listen` is not set: loopback,
+/// because `/metrics` and the health endpoints need no token.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+/// A whole request, upstream included, gets this long before a 504.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The request line plus all headers. 16 KiB fits every real browser request
+/// with large cookies, yet keeps a hostile client from making us buffer much.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Time given to in-flight requests after SIGTERM before connections are cut.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// A client must send its whole header section within this time; stops
+/// slowloris-style clients from pinning connections.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; further clients wait in the kernel's accept
+/// backlog. Each connection costs a few KiB, so 10k is about 100 MiB at most.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Idle keep-alive connections kept per upstream host: enough for a busy
+/// route to reuse connections without piling up sockets.
+pub const DEFAULT_UPSTREAM_IDLE_PER_HOST: usize = 256;
+/// An idle upstream connection is closed after this long (below the 60 s
+/// keep-alive most servers use, so we close first and never race them).
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// Longest lifetime a token of the issuer may have; a logout-all watermark
+/// lives this long, after which every token it covers has expired anyway.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Verified tokens whose claims are cached (0 turns the cache off).
+pub const DEFAULT_TOKEN_CACHE_CAPACITY: u64 = 100_000;
+/// Revocation entries held in memory. At 10M a full cache costs on the order
+/// of 1-2 GiB; past it, new revocations are refused (503), never evicted.
+pub const DEFAULT_REVOCATION_CAPACITY: u64 = 10_000_000;
+/// Key prefix in a shared Redis.
+pub const DEFAULT_REDIS_PREFIX: &str = "revgate:";
+/// Default paths of the endpoints the gateway serves itself.
+pub const DEFAULT_LOGOUT_PATH: &str = "/auth/logout";
+pub const DEFAULT_LOGOUT_ALL_PATH: &str = "/auth/logout-all";
+pub const DEFAULT_REVOKE_PATH: &str = "/auth/revoke";
+
+/// A configuration problem: the key it concerns and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {message}")]
+    Io { path: String, message: String },
+    /// TOML syntax or type error, with its position.
+    #[error("{origin}:{line}:{column}: {key}{message}")]
+    Parse {
+        origin: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+    /// A value that parsed but is not acceptable.
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    /// An invalid value at `key`.
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A secret value (HMAC key, admin token). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps bytes as a secret.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Secret(bytes.into())
+    }
+    /// The secret's bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// `None` when there is no `[admin]` section: no admin listener.
+    pub admin: Option<AdminConfig>,
+    /// `None` when there is no `[jwt]` section: only `auth = "none"` routes.
+    pub jwt: Option<JwtConfig>,
+    pub revocation: RevocationConfig,
+    pub endpoints: EndpointsConfig,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`, typed.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Main listener address.
+    pub listen: SocketAddr,
+    /// Whole-request deadline (upstream response headers included) -> 504.
+    pub request_timeout: Duration,
+    /// Bytes of request line plus headers; more -> 431.
+    pub max_header_bytes: usize,
+    /// Drain time on shutdown.
+    pub shutdown_grace: Duration,
+    /// Deadline for receiving a request's header section.
+    pub header_read_timeout: Duration,
+    /// Concurrent client connections.
+    pub max_connections: usize,
+    /// Tokio worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Idle pooled connections kept per upstream host.
+    pub upstream_idle_per_host: usize,
+    /// How long an idle pooled upstream connection is kept.
+    pub upstream_idle_timeout: Duration,
+}
+
+/// `[admin]`, typed.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// `None`: `/admin/*` answers 404.
+    pub token: Option<Secret>,
+}
+
+/// Algorithms a token may be signed with.
+pub use jsonwebtoken::Algorithm;
+
+/// Where a bearer token may be found, tried in configured order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>`.
+    Authorization,
+    /// Any other header carrying the token (optionally prefixed `Bearer `).
+    Header(HeaderName),
+    /// A cookie of that name.
+    Cookie(String),
+    /// A query parameter of that name.
+    Query(String),
+}
+
+/// `[jwt]`, typed. Keys are loaded by the `auth` module from these settings.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub algorithms: Vec<Algorithm>,
+    pub hmac_secret: Option<Secret>,
+    pub public_key_file: Option<PathBuf>,
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<Uri>,
+    pub signing_key_file: Option<PathBuf>,
+    pub issuer: Option<String>,
+    /// Empty: `aud` is not checked.
+    pub audience: Vec<String>,
+    pub leeway: Duration,
+    pub max_token_lifetime: Duration,
+    pub sources: Vec<TokenSource>,
+    /// Verified-token cache entries; 0 disables the cache.
+    pub cache_capacity: u64,
+}
+
+/// Which revocation store backs the in-memory blocklist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Embedded, optionally durable on disk.
+    Local,
+    /// Shared by replicas through Redis.
+    Redis,
+}
+
+/// What authenticated routes do while the shared store is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreDown {
+    /// 503 until the replica has caught up again.
+    Deny,
+    /// Serve from the local cache, which may miss recent revocations.
+    Allow,
+}
+
+/// `[revocation]`, typed.
+#[derive(Debug, Clone)]
+pub struct RevocationConfig {
+    pub store: StoreKind,
+    /// Local store directory; `None` keeps revocations in memory only.
+    pub path: Option<PathBuf>,
+    pub capacity: u64,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub on_store_down: OnStoreDown,
+}
+
+/// `[endpoints]`, typed: paths on the main listener.
+#[derive(Debug, Clone)]
+pub struct EndpointsConfig {
+    pub logout: String,
+    pub logout_all: String,
+    pub revoke: String,
+}
+
+/// Whether a route needs a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Optional,
+    None,
+}
+
+/// The upstream of a route: `http://host:port[/base]`.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Path prepended to the forwarded path, without trailing `/` ("" for none).
+    pub base_path: String,
+}
+
+/// One `[[route]]`, typed.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub prefix: String,
+    pub upstream: Upstream,
+    pub auth: AuthMode,
+    pub scopes: Vec<String>,
+    pub strip_prefix: bool,
+    pub pass_authorization: bool,
+    /// (claim name, upstream header), in key order.
+    pub forward_claims: Vec<(String, HeaderName)>,
+    /// Deadline for the upstream's response headers (at most `request_timeout`).
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw = parse_raw(text, origin)?;
+        Config::try_from(raw)
+    }
+
+    /// Every header named in any route's `forward_claims`: deleted from every
+    /// client request, on every route.
+    pub fn claim_headers(&self) -> Vec<HeaderName> {
+        let mut names: Vec<HeaderName> = Vec::new();
+        for route in &self.routes {
+            for (_, header) in &route.forward_claims {
+                if !names.contains(header) {
+                    names.push(header.clone());
+                }
+            }
+        }
+        names
+    }
+}
+
+fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+    let position = |span: Option<std::ops::Range<usize>>| {
+        let offset = span.map(|s| s.start).unwrap_or(0).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| {
+        let (line, column) = position(e.span());
+        ConfigError::Parse {
+            origin: origin.to_string(),
+            line,
+            column,
+            key: String::new(),
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = position(inner.span());
+        ConfigError::Parse {
+            origin: origin.to_string(),
+            line,
+            column,
+            key: if path == "." || path.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{}: ",
+                    path.replace("route[", "route[").replace("route.", "route")
+                )
+            },
+            message: inner.message().trim().to_string(),
+        }
+    })
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
+        let server = server(raw.server)?;
+        let admin = raw.admin.map(admin).transpose()?;
+        let jwt = raw.jwt.map(jwt).transpose()?;
+        let revocation = revocation(raw.revocation)?;
+        let endpoints = endpoints(raw.endpoints)?;
+        let routes = raw
+            .routes
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| route(i, r, &server))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = Config {
+            server,
+            admin,
+            jwt,
+            revocation,
+            endpoints,
+            routes,
+        };
+        validate(&config)?;
+        Ok(config)
+    }
+}
+
+/// Cross-field checks, each with its own test.
+fn validate(config: &Config) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        if !seen.insert(route.prefix.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("route[{i}].prefix"),
+                format!(
+                    "{:?} is used by an earlier route; each prefix may appear once",
+                    route.prefix
+                ),
+            ));
+        }
+        if route.auth != AuthMode::None && config.jwt.is_none() {
+            return Err(ConfigError::invalid(
+                format!("route[{i}].auth"),
+                "needs a [jwt] section to verify tokens; add one or set auth = \"none\"",
+            ));
+        }
+        if route.auth == AuthMode::None && !route.scopes.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("route[{i}].scopes"),
+                "scopes need auth = \"required\" or \"optional\"",
+            ));
+        }
+    }
+    let eps = &config.endpoints;
+    let paths = [
+        ("endpoints.logout", &eps.logout),
+        ("endpoints.logout_all", &eps.logout_all),
+        ("endpoints.revoke", &eps.revoke),
+    ];
+    for (i, (key, path)) in paths.iter().enumerate() {
+        if paths[..i].iter().any(|(_, other)| other == path) {
+            return Err(ConfigError::invalid(
+                *key,
+                format!("{path:?} is already used by another endpoint"),
+            ));
+        }
+    }
+    if config.revocation.store == StoreKind::Redis && config.revocation.redis_url.is_none() {
+        return Err(ConfigError::invalid(
+            "revocation.redis_url",
+            "is required when store = \"redis\" (e.g. \"redis://127.0.0.1:6379/0\")",
+        ));
+    }
+    if let Some(jwt) = &config.jwt {
+        if jwt.leeway > jwt.max_token_lifetime {
+            return Err(ConfigError::invalid(
+                "jwt.leeway",
+                "must not be longer than jwt.max_token_lifetime",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn duration(key: &str, value: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse_duration(&v).map_err(|m| ConfigError::invalid(key, m)),
+    }
+}
+
+fn socket_addr(key: &str, value: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+    let v = value.unwrap_or_else(|| default.to_string());
+    v.parse().map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("{v:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:8080\""),
+        )
+    })
+}
+
+fn bounded(
+    key: &str,
+    value: Option<u64>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let v = value.unwrap_or(default);
+    if v < min || v > max {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{v} is out of range; use a value from {min} to {max}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
+    let request_timeout = duration(
+        "server.request_timeout",
+        raw.request_timeout,
+        DEFAULT_REQUEST_TIMEOUT,
+    )?;
+    if request_timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "server.request_timeout",
+            "must be more than 0",
+        ));
+    }
+    let header_read_timeout = duration(
+        "server.header_read_timeout",
+        raw.header_read_timeout,
+        DEFAULT_HEADER_READ_TIMEOUT,
+    )?;
+    if header_read_timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "server.header_read_timeout",
+            "must be more than 0",
+        ));
+    }
+    Ok(ServerConfig {
+        listen: socket_addr("server.listen", raw.listen, DEFAULT_LISTEN)?,
+        request_timeout,
+        max_header_bytes: bounded(
+            "server.max_header_bytes",
+            raw.max_header_bytes,
+            DEFAULT_MAX_HEADER_BYTES as u64,
+            1024,
+            1 << 20,
+        )? as usize,
+        shutdown_grace: duration(
+            "server.shutdown_grace",
+            raw.shutdown_grace,
+            DEFAULT_SHUTDOWN_GRACE,
+        )?,
+        header_read_timeout,
+        max_connections: bounded(
+            "server.max_connections",
+            raw.max_connections,
+            DEFAULT_MAX_CONNECTIONS as u64,
+            1,
+            1_000_000,
+        )? as usize,
+        workers: bounded("server.workers", raw.workers, 0, 0, 1024)? as usize,
+        upstream_idle_per_host: bounded(
+            "server.upstream_idle_per_host",
+            raw.upstream_idle_per_host,
+            DEFAULT_UPSTREAM_IDLE_PER_HOST as u64,
+            0,
+            100_000,
+        )? as usize,
+        upstream_idle_timeout: duration(
+            "server.upstream_idle_timeout",
+            raw.upstream_idle_timeout,
+            DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+        )?,
+    })
+}
+
+/// Resolves one secret given inline, by file or by environment variable.
+/// At most one of the three may be set; `Ok(None)` when none is.
+pub(crate) fn secret(
+    section: &str,
+    name: &str,
+    inline: Option<String>,
+    file: Option<String>,
+    env: Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    let given = [inline.is_some(), file.is_some(), env.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if given > 1 {
+        return Err(ConfigError::invalid(
+            format!("{section}.{name}"),
+            format!("set only one of {name}, {name}_file and {name}_env"),
+        ));
+    }
+    let secret = if let Some(v) = inline {
+        v.into_bytes()
+    } else if let Some(path) = file {
+        let key = format!("{section}.{name}_file");
+        let bytes = std::fs::read(&path)
+            .map_err(|e| ConfigError::invalid(&key, format!("cannot read {path:?}: {e}")))?;
+        // A trailing newline from `echo secret > file` is not part of the secret.
+        let trimmed = bytes.trim_ascii_end();
+        trimmed.to_vec()
+    } else if let Some(var) = env {
+        let key = format!("{section}.{name}_env");
+        match std::env::var_os(&var) {
+            Some(v) => v.into_encoded_bytes(),
+            None => {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("environment variable {var} is not set"),
+                ))
+            }
+        }
+    } else {
+        return Ok(None);
+    };
+    if secret.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{section}.{name}"),
+            "is empty",
+        ));
+    }
+    Ok(Some(Secret(secret)))
+}
+
+fn admin(raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
+    let token = secret("admin", "token", raw.token, raw.token_file, raw.token_env)?;
+    if let Some(t) = &token {
+        if t.expose().len() < 16 {
+            return Err(ConfigError::invalid(
+                "admin.token",
+                "is shorter than 16 bytes; use a long random value (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+    }
+    Ok(AdminConfig {
+        listen: socket_addr("admin.listen", raw.listen, DEFAULT_ADMIN_LISTEN)?,
+        token,
+    })
+}
+
+/// Parses an algorithm name as written in a JOSE header.
+pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// Whether an algorithm is an HMAC (shared secret) one.
+pub fn is_hmac(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+fn jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
+    let names = raw.algorithms.unwrap_or_else(|| vec!["HS256".to_string()]);
+    if names.is_empty() {
+        return Err(ConfigError::invalid(
+            "jwt.algorithms",
+            "is empty; list at least one, e.g. [\"HS256\"]",
+        ));
+    }
+    let mut algorithms = Vec::with_capacity(names.len());
+    for name in &names {
+        match parse_algorithm(name) {
+            Some(a) if !algorithms.contains(&a) => algorithms.push(a),
+            Some(_) => {}
+            None if name.eq_ignore_ascii_case("none") => {
+                return Err(ConfigError::invalid(
+                    "jwt.algorithms",
+                    "\"none\" is never accepted: unsigned tokens would bypass verification",
+                ))
+            }
+            None => {
+                return Err(ConfigError::invalid(
+                    "jwt.algorithms",
+                    format!(
+                        "unknown algorithm {name:?}; use HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 or EdDSA"
+                    ),
+                ))
+            }
+        }
+    }
+    let hmac_secret = secret(
+        "jwt",
+        "hmac_secret",
+        raw.hmac_secret,
+        raw.hmac_secret_file,
+        raw.hmac_secret_env,
+    )?;
+    let wants_hmac = algorithms.iter().any(|a| is_hmac(*a));
+    let wants_asym = algorithms.iter().any(|a| !is_hmac(*a));
+    if wants_hmac && hmac_secret.is_none() {
+        return Err(ConfigError::invalid(
+            "jwt.hmac_secret",
+            "an HMAC algorithm is allowed but no secret is set (hmac_secret, hmac_secret_file or hmac_secret_env)",
+        ));
+    }
+    if let Some(s) = &hmac_secret {
+        if !wants_hmac {
+            return Err(ConfigError::invalid(
+                "jwt.hmac_secret",
+                "is set but jwt.algorithms lists no HMAC algorithm",
+            ));
+        }
+        if s.expose().len() < 32 {
+            return Err(ConfigError::invalid(
+                "jwt.hmac_secret",
+                "is shorter than 32 bytes; use a long random value (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+    }
+    let jwks_url = raw
+        .jwks_url
+        .map(|u| {
+            let uri: Uri = u
+                .parse()
+                .map_err(|_| ConfigError::invalid("jwt.jwks_url", format!("{u:?} is not a URL")))?;
+            match uri.scheme_str() {
+                Some("http") | Some("https") if uri.authority().is_some() => Ok(uri),
+                _ => Err(ConfigError::invalid(
+                    "jwt.jwks_url",
+                    format!("{u:?} must be an absolute http:// or https:// URL"),
+                )),
+            }
+        })
+        .transpose()?;
+    let public_key_file = raw.public_key_file.map(PathBuf::from);
+    let jwks_file = raw.jwks_file.map(PathBuf::from);
+    let key_sources = [
+        public_key_file.is_some(),
+        jwks_file.is_some(),
+        jwks_url.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if key_sources > 1 {
+        return Err(ConfigError::invalid(
+            "jwt.public_key_file",
+            "set only one of public_key_file, jwks_file and jwks_url",
+        ));
+    }
+    if wants_asym && key_sources == 0 {
+        return Err(ConfigError::invalid(
+            "jwt.algorithms",
+            "an asymmetric algorithm is allowed but no key is set (public_key_file, jwks_file or jwks_url)",
+        ));
+    }
+    if !wants_asym && key_sources > 0 {
+        return Err(ConfigError::invalid(
+            "jwt.algorithms",
+            "a public key is configured but no asymmetric algorithm is allowed",
+        ));
+    }
+    let issuer = raw.issuer.filter(|s| !s.is_empty());
+    let audience = raw.audience.unwrap_or_default();
+    if audience.iter().any(String::is_empty) {
+        return Err(ConfigError::invalid(
+            "jwt.audience",
+            "contains an empty string",
+        ));
+    }
+    let leeway = duration("jwt.leeway", raw.leeway, DEFAULT_LEEWAY)?;
+    let max_token_lifetime = duration(
+        "jwt.max_token_lifetime",
+        raw.max_token_lifetime,
+        DEFAULT_MAX_TOKEN_LIFETIME,
+    )?;
+    if max_token_lifetime.is_zero() {
+        return Err(ConfigError::invalid(
+            "jwt.max_token_lifetime",
+            "must be more than 0",
+        ));
+    }
+    let source_names = raw
+        .sources
+        .unwrap_or_else(|| vec!["header:authorization".to_string()]);
+    if source_names.is_empty() {
+        return Err(ConfigError::invalid(
+            "jwt.sources",
+            "is empty; e.g. [\"header:authorization\"]",
+        ));
+    }
+    let sources = source_names
+        .iter()
+        .map(|s| token_source(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(JwtConfig {
+        algorithms,
+        hmac_secret,
+        public_key_file,
+        jwks_file,
+        jwks_url,
+        signing_key_file: raw.signing_key_file.map(PathBuf::from),
+        issuer,
+        audience,
+        leeway,
+        max_token_lifetime,
+        sources,
+        cache_capacity: raw.cache_capacity.unwrap_or(DEFAULT_TOKEN_CACHE_CAPACITY),
+    })
+}
+
+fn token_source(spec: &str) -> Result<TokenSource, ConfigError> {
+    let bad = || {
+        ConfigError::invalid(
+            "jwt.sources",
+            format!("{spec:?} is not a token source; use \"header:NAME\", \"cookie:NAME\" or \"query:NAME\""),
+        )
+    };
+    let (kind, name) = spec.split_once(':').ok_or_else(bad)?;
+    if name.is_empty() {
+        return Err(bad());
+    }
+    match kind {
+        "header" => {
+            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            if header == hyper::header::AUTHORIZATION {
+                Ok(TokenSource::Authorization)
+            } else {
+                Ok(TokenSource::Header(header))
+            }
+        }
+        "cookie" => Ok(TokenSource::Cookie(name.to_string())),
+        "query" => Ok(TokenSource::Query(name.to_string())),
+        _ => Err(bad()),
+    }
+}
+
+fn revocation(raw: RawRevocation) -> Result<RevocationConfig, ConfigError> {
+    let store = match raw.store.as_deref().unwrap_or("local") {
+        "local" => StoreKind::Local,
+        "redis" => StoreKind::Redis,
+        other => {
+            return Err(ConfigError::invalid(
+                "revocation.store",
+                format!("{other:?} is not a store; use \"local\" or \"redis\""),
+            ))
+        }
+    };
+    let on_store_down = match raw.on_store_down.as_deref().unwrap_or("deny") {
+        "deny" => OnStoreDown::Deny,
+        "allow" => OnStoreDown::Allow,
+        other => {
+            return Err(ConfigError::invalid(
+                "revocation.on_store_down",
+                format!("{other:?} is not a mode; use \"deny\" or \"allow\""),
+            ))
+        }
+    };
+    if let Some(url) = &raw.redis_url {
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://")
+            || url.starts_with("unix://"))
+        {
+            return Err(ConfigError::invalid(
+                "revocation.redis_url",
+                format!(
+                    "{:?} must start with redis:// or rediss://",
+                    redact_url(url)
+                ),
+            ));
+        }
+    }
+    let redis_prefix = raw
+        .redis_prefix
+        .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_string());
+    Ok(RevocationConfig {
+        store,
+        path: raw.path.filter(|p| !p.is_empty()).map(PathBuf::from),
+        capacity: bounded(
+            "revocation.capacity",
+            raw.capacity,
+            DEFAULT_REVOCATION_CAPACITY,
+            1,
+            1 << 32,
+        )?,
+        redis_url: raw.redis_url,
+        redis_prefix,
+        on_store_down,
+    })
+}
+
+/// Hides the password of a `redis://user:pass@host` URL for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://<redacted>@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn endpoint_path(key: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let v = value.unwrap_or_else(|| default.to_string());
+    if !v.starts_with('/') || v.contains(['?', '#', ' ']) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{v:?} must be a path starting with '/', e.g. {default:?}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn endpoints(raw: RawEndpoints) -> Result<EndpointsConfig, ConfigError> {
+    Ok(EndpointsConfig {
+        logout: endpoint_path("endpoints.logout", raw.logout, DEFAULT_LOGOUT_PATH)?,
+        logout_all: endpoint_path(
+            "endpoints.logout_all",
+            raw.logout_all,
+            DEFAULT_LOGOUT_ALL_PATH,
+        )?,
+        revoke: endpoint_path("endpoints.revoke", raw.revoke, DEFAULT_REVOKE_PATH)?,
+    })
+}
+
+/// Headers that describe one connection and never travel past a proxy
+/// (RFC 9110 §7.6.1); a claim header may not use one of these names.
+const RESERVED_CLAIM_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "authorization",
+    "content-length",
+    "content-type",
+    "cookie",
+];
+
+fn route(i: usize, raw: RawRoute, server: &ServerConfig) -> Result<RouteConfig, ConfigError> {
+    let key = |field: &str| format!("route[{i}].{field}");
+    let prefix = raw
+        .prefix
+        .ok_or_else(|| ConfigError::invalid(key("prefix"), "is required, e.g. \"/api/\""))?;
+    if !prefix.starts_with('/') || prefix.contains(['?', '#']) {
+        return Err(ConfigError::invalid(
+            key("prefix"),
+            format!("{prefix:?} must be a path starting with '/'"),
+        ));
+    }
+    let upstream_str = raw.upstream.ok_or_else(|| {
+        ConfigError::invalid(
+            key("upstream"),
+            "is required, e.g. \"http://127.0.0.1:9000\"",
+        )
+    })?;
+    let upstream = upstream(&key("upstream"), &upstream_str)?;
+    let auth = match raw.auth.as_deref().unwrap_or("required") {
+        "required" => AuthMode::Required,
+        "optional" => AuthMode::Optional,
+        "none" => AuthMode::None,
+        other => {
+            return Err(ConfigError::invalid(
+                key("auth"),
+                format!("{other:?} is not a mode; use \"required\", \"optional\" or \"none\""),
+            ))
+        }
+    };
+    let scopes = raw.scopes.unwrap_or_default();
+    if let Some(bad) = scopes
+        .iter()
+        .find(|s| s.is_empty() || s.contains([' ', '"', '\\']))
+    {
+        return Err(ConfigError::invalid(
+            key("scopes"),
+            format!("{bad:?} is not a scope token (no spaces, quotes or backslashes)"),
+        ));
+    }
+    let mut forward_claims = Vec::new();
+    for (claim, header) in raw.forward_claims.unwrap_or_default() {
+        let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+            ConfigError::invalid(
+                key("forward_claims"),
+                format!("{header:?} (for claim {claim:?}) is not a valid header name"),
+            )
+        })?;
+        if RESERVED_CLAIM_HEADERS.contains(&name.as_str()) {
+            return Err(ConfigError::invalid(
+                key("forward_claims"),
+                format!(
+                    "{header:?} cannot carry a claim; choose a header such as \"x-auth-{claim}\""
+                ),
+            ));
+        }
+        forward_claims.push((claim, name));
+    }
+    let timeout = duration(&key("timeout"), raw.timeout, server.request_timeout)?;
+    if timeout.is_zero() {
+        return Err(ConfigError::invalid(key("timeout"), "must be more than 0"));
+    }
+    Ok(RouteConfig {
+        prefix,
+        upstream,
+        auth,
+        scopes,
+        strip_prefix: raw.strip_prefix.unwrap_or(false),
+        pass_authorization: raw.pass_authorization.unwrap_or(true),
+        forward_claims,
+        timeout: timeout.min(server.request_timeout),
+    })
+}
+
+fn upstream(key: &str, value: &str) -> Result<Upstream, ConfigError> {
+    let uri: Uri = value.parse().map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("{value:?} is not a URL; write e.g. \"http://127.0.0.1:9000\""),
+        )
+    })?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{value:?}: https upstreams are not supported yet; use http:// on a private network"),
+            ))
+        }
+        _ => {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{value:?} must start with http://"),
+            ))
+        }
+    };
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| ConfigError::invalid(key, format!("{value:?} has no host")))?;
+    if authority.as_str().contains('@') {
+        return Err(ConfigError::invalid(key, "must not contain user info"));
+    }
+    if uri.query().is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{value:?} must not have a query"),
+        ));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    Ok(Upstream {
+        scheme,
+        authority,
+        base_path,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,32 @@
+//! revgate: a reverse-proxy gateway that verifies bearer JWTs and refuses
+//! revoked tokens at the edge, in front of unmodified HTTP backends.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | `gateway.toml`: raw serde mirror, validated typed config |
+//! | [`app`] | builds the gateway from a config and runs its listeners |
+//! | [`server`] | accept loops, connection limits, graceful shutdown |
+//! | [`gateway`] | the request path: route, extract, verify, revocation, scopes, forward |
+//! | [`routes`] | the route table (longest prefix wins) |
+//! | [`proxy`] | the pooled upstream client, header rewriting, upgrades |
+//! | [`response`] | every per-request failure and its one HTTP mapping |
+//! | [`body`] | the response body type (streamed or local) |
+//! | [`admin`] | the admin listener: health, readiness, metrics, admin API |
+//! | [`revocation`] | the blocklist: keys, in-memory cache, durable and shared stores |
+//! | [`cli`], [`demo`], [`echo`] | the command line, `revgate demo` and its echo upstream |
+//! | [`telemetry`] | logging setup and Prometheus metrics |
+
+pub mod admin;
+pub mod app;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod echo;
+pub mod gateway;
+pub mod proxy;
+pub mod response;
+pub mod revocation;
+pub mod routes;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,74 @@
+//! The `revgate` binary: parse the CLI, set up logging, hand over to the library.
+
+use clap::Parser;
+use revgate::app::App;
+use revgate::cli::{Cli, Command};
+use revgate::config::Config;
+use std::process::ExitCode;
+
+/// Exit status for configuration errors (SPEC §1).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    revgate::telemetry::init_logging(cli.log_format);
+    if matches!(cli.command, Some(Command::Demo)) {
+        revgate::demo::default_env();
+    }
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("revgate: config error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cli.command {
+        Some(Command::CheckConfig) => {
+            println!(
+                "{}: ok ({} routes)",
+                cli.config.display(),
+                config.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Some(Command::Demo) => run(config, true),
+        None => run(config, false),
+    }
+}
+
+fn run(config: Config, demo: bool) -> ExitCode {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.server.workers > 0 {
+        rt.worker_threads(config.server.workers);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("revgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = rt.block_on(async move {
+        if demo {
+            return revgate::demo::run(config).await;
+        }
+        let app = App::build(config).await?;
+        let (main, admin) = app.bind().await?;
+        app.run(main, admin, revgate::server::shutdown_signal())
+            .await;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("revgate: {e:#}");
+            if e.downcast_ref::<revgate::app::StartError>()
+                .is_some_and(|s| matches!(s, revgate::app::StartError::Config(_)))
+            {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Forwarding to upstreams: one pooled HTTP client, request and response
+//! header rewriting, streaming bodies, WebSocket (upgrade) tunnels.
+
+pub mod headers;
+
+use crate::body::GatewayBody;
+use crate::config::{RouteConfig, ServerConfig};
+use crate::response::Reject;
+use bytes::{BufMut, BytesMut};
+use headers::{is_upgrade_request, set_forwarded, strip_hop_by_hop};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::http::uri::PathAndQuery;
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// How long connecting to an upstream may take before it counts as
+/// unreachable (502). Loopback and LAN upstreams connect in well under this.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The pooled upstream client, shared by every route.
+#[derive(Clone)]
+pub struct Proxy {
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl Proxy {
+    /// Builds the client once, at start.
+    pub fn new(server: &ServerConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(server.upstream_idle_timeout)
+            .pool_max_idle_per_host(server.upstream_idle_per_host)
+            .build(connector);
+        Proxy { client }
+    }
+
+    /// Forwards `req` to the route's upstream and returns its response, with
+    /// both bodies streaming. `req`'s headers must already be filtered of
+    /// claim headers and carry any claim headers to set.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        route: &RouteConfig,
+        peer: IpAddr,
+    ) -> Result<Response<GatewayBody>, Reject> {
+        let upgrade = is_upgrade_request(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        *req.uri_mut() = upstream_uri(route, req.uri())?;
+        let host = req
+            .headers_mut()
+            .remove(header::HOST)
+            .or_else(|| authority_value(req.uri()));
+        *req.version_mut() = Version::HTTP_11;
+        let headers = req.headers_mut();
+        strip_hop_by_hop(headers, upgrade);
+        if upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        set_forwarded(headers, peer, host);
+
+        let sent = tokio::time::timeout(route.timeout, self.client.request(req)).await;
+        let mut resp = match sent {
+            Err(_) => return Err(Reject::UpstreamTimeout),
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %route.upstream.authority, error = %e, "upstream request failed");
+                return Err(Reject::UpstreamUnreachable);
+            }
+            Ok(Ok(resp)) => resp,
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+                let (parts, _) = resp.into_parts();
+                let mut out = Response::from_parts(parts, GatewayBody::empty());
+                let h = out.headers_mut();
+                let upgrade_to = h.remove(header::UPGRADE);
+                strip_hop_by_hop(h, false);
+                if let Some(u) = upgrade_to {
+                    h.insert(header::UPGRADE, u);
+                    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                }
+                return Ok(out);
+            }
+        }
+        strip_hop_by_hop(resp.headers_mut(), false);
+        Ok(resp.map(GatewayBody::from))
+    }
+}
+
+/// Copies bytes both ways between the upgraded client and upstream
+/// connections until either side closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+fn authority_value(uri: &Uri) -> Option<HeaderValue> {
+    uri.authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+/// The upstream URI: upstream base path, then the request path (with the
+/// route prefix removed when `strip_prefix`), then the query.
+pub fn upstream_uri(route: &RouteConfig, original: &Uri) -> Result<Uri, Reject> {
+    let path = original.path();
+    let path = if route.strip_prefix {
+        let prefix = route.prefix.trim_end_matches('/');
+        path.strip_prefix(prefix).unwrap_or(path)
+    } else {
+        path
+    };
+    let base = route.upstream.base_path.as_str();
+    let query = original.query();
+    let mut buf =
+        BytesMut::with_capacity(base.len() + path.len() + 2 + query.map_or(0, |q| q.len() + 1));
+    buf.put_slice(base.as_bytes());
+    if !path.starts_with('/') {
+        buf.put_u8(b'/');
+    }
+    buf.put_slice(path.as_bytes());
+    if let Some(q) = query {
+        buf.put_u8(b'?');
+        buf.put_slice(q.as_bytes());
+    }
+    let pq = PathAndQuery::from_maybe_shared(buf.freeze())
+        .map_err(|_| Reject::InvalidRequest("invalid request path"))?;
+    Uri::builder()
+        .scheme(route.upstream.scheme.clone())
+        .authority(route.upstream.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| Reject::InvalidRequest("invalid request path"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn route(prefix: &str, upstream: &str, strip: bool) -> RouteConfig {
+        let toml = format!(
+            "[[route]]\nprefix = {prefix:?}\nupstream = {upstream:?}\nauth = \"none\"\nstrip_prefix = {strip}\n"
+        );
+        let mut cfg = Config::from_toml(&toml, "test").expect("valid");
+        cfg.routes.remove(0)
+    }
+
+    fn uri(s: &str) -> Uri {
+        s.parse().expect("uri")
+    }
+
+    #[test]
+    fn keeps_path_and_query() {
+        let r = route("/api/", "http://127.0.0.1:9000", false);
+        assert_eq!(
+            upstream_uri(&r, &uri("/api/orders?x=1")).expect("ok"),
+            "http://127.0.0.1:9000/api/orders?x=1"
+        );
+    }
+
+    #[test]
+    fn strips_prefix_keeping_a_leading_slash() {
+        let r = route("/api/", "http://127.0.0.1:9000", true);
+        assert_eq!(
+            upstream_uri(&r, &uri("/api/orders")).expect("ok"),
+            "http://127.0.0.1:9000/orders"
+        );
+        assert_eq!(
+            upstream_uri(&r, &uri("/api/")).expect("ok"),
+            "http://127.0.0.1:9000/"
+        );
+        let r = route("/svc", "http://127.0.0.1:9000/base/", true);
+        assert_eq!(
+            upstream_uri(&r, &uri("/svc?q")).expect("ok"),
+            "http://127.0.0.1:9000/base/?q"
+        );
+        assert_eq!(
+            upstream_uri(&r, &uri("/svc/a")).expect("ok"),
+            "http://127.0.0.1:9000/base/a"
+        );
+    }
+}

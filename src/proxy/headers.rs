@@ -1,0 +1,170 @@
+//! Header rewriting for forwarded requests and responses.
+//!
+//! RFC 9110 §7.6.1: hop-by-hop headers, and every header the `Connection`
+//! header names, describe one connection and are not forwarded.
+
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// The hop-by-hop headers, built once.
+static HOP_HEADERS: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// `X-Forwarded-For`
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes hop-by-hop headers and those named in `Connection`. `Upgrade` is
+/// removed too unless `keep_upgrade` (a WebSocket handshake in flight).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Names listed in Connection (comma-separated, possibly several headers).
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if keep_upgrade && name == header::UPGRADE {
+                continue;
+            }
+            headers.remove(&name);
+        }
+    }
+    for name in &HOP_HEADERS {
+        headers.remove(name);
+    }
+    if !keep_upgrade {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Whether this is an upgrade (e.g. WebSocket) request: `Connection: upgrade`
+/// together with an `Upgrade` header.
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Appends the peer to `X-Forwarded-For` (`client-value, peer`), and sets
+/// `X-Forwarded-Proto: http` and `X-Forwarded-Host` from the client's `Host`
+/// (or the request's authority for HTTP/2).
+pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, host: Option<HeaderValue>) {
+    let mut peer_buf = [0u8; 64];
+    let peer_str = write_ip(peer, &mut peer_buf);
+    let prior: Vec<&[u8]> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    let value = if prior.is_empty() {
+        HeaderValue::from_str(peer_str).ok()
+    } else {
+        let mut joined =
+            Vec::with_capacity(prior.iter().map(|p| p.len() + 2).sum::<usize>() + peer_str.len());
+        for p in prior {
+            joined.extend_from_slice(p);
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(peer_str.as_bytes());
+        HeaderValue::from_bytes(&joined).ok()
+    };
+    if let Some(v) = value {
+        headers.insert(&X_FORWARDED_FOR, v);
+    }
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    match host {
+        Some(h) => {
+            headers.insert(&X_FORWARDED_HOST, h);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+    }
+}
+
+fn write_ip(ip: IpAddr, buf: &mut [u8; 64]) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // An IP address is at most 45 characters: it always fits.
+    let _ = write!(cursor, "{ip}");
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len]).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn removes_hop_by_hop_and_connection_named() {
+        let mut h = map(&[
+            ("connection", "close, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic x"),
+            ("x-keep", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-keep"], "yes");
+    }
+
+    #[test]
+    fn keeps_upgrade_for_websocket() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade_request(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert!(!h.contains_key("connection"));
+    }
+
+    #[test]
+    fn appends_forwarded_for() {
+        let mut h = map(&[("x-forwarded-for", "203.0.113.7")]);
+        set_forwarded(
+            &mut h,
+            "127.0.0.1".parse().expect("ip"),
+            Some(HeaderValue::from_static("example.com")),
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "example.com");
+
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, "::1".parse().expect("ip"), None);
+        assert_eq!(h["x-forwarded-for"], "::1");
+    }
+}

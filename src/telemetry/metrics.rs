@@ -1,0 +1,317 @@
+//! Prometheus metrics kept in atomics: counting a request is a handful of
+//! relaxed atomic adds, no lock and no allocation.
+//!
+//! Requests are counted per route (by index; the gateway's own endpoints and
+//! unmatched paths have slots of their own) and per [`Outcome`], and their
+//! latency goes into a fixed-bucket histogram per route.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Outcome {
+    /// Forwarded and answered by the upstream.
+    Forwarded,
+    /// Answered by a gateway endpoint.
+    Served,
+    /// 400: malformed request or `Authorization`.
+    BadRequest,
+    /// 401 without a token.
+    MissingToken,
+    /// 401: token failed verification.
+    InvalidToken,
+    /// 401: token revoked.
+    Revoked,
+    /// 403: missing scope.
+    Forbidden,
+    /// 404: no route.
+    NotFound,
+    /// 431: header section too large.
+    HeaderTooLarge,
+    /// 502: upstream unreachable.
+    UpstreamError,
+    /// 504: upstream timeout.
+    UpstreamTimeout,
+    /// 503: revocation store unavailable or full.
+    Unavailable,
+    /// Anything else (405, 500, admin rejections).
+    Other,
+}
+
+const OUTCOMES: [(Outcome, &str); 13] = [
+    (Outcome::Forwarded, "forwarded"),
+    (Outcome::Served, "served"),
+    (Outcome::BadRequest, "bad_request"),
+    (Outcome::MissingToken, "missing_token"),
+    (Outcome::InvalidToken, "invalid_token"),
+    (Outcome::Revoked, "revoked"),
+    (Outcome::Forbidden, "forbidden"),
+    (Outcome::NotFound, "not_found"),
+    (Outcome::HeaderTooLarge, "header_too_large"),
+    (Outcome::UpstreamError, "upstream_error"),
+    (Outcome::UpstreamTimeout, "upstream_timeout"),
+    (Outcome::Unavailable, "unavailable"),
+    (Outcome::Other, "other"),
+];
+
+/// Upper bounds of the latency buckets, in microseconds.
+const BUCKETS_US: [u64; 14] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 10_000_000,
+];
+
+struct RouteSlot {
+    label: String,
+    outcomes: [AtomicU64; OUTCOMES.len()],
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl RouteSlot {
+    fn new(label: String) -> Self {
+        RouteSlot {
+            label,
+            outcomes: Default::default(),
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Gauges read when `/metrics` is scraped.
+pub type GaugeFn = Box<dyn Fn() -> Vec<(String, String, f64)> + Send + Sync>;
+
+/// All counters of one gateway process.
+pub struct Metrics {
+    slots: Vec<RouteSlot>,
+    /// Named counters beyond requests (revocations, store events...).
+    counters: Vec<(&'static str, &'static str, AtomicU64)>,
+    gauges: std::sync::RwLock<Vec<GaugeFn>>,
+}
+
+/// Named counters, by index into `Metrics::counters`.
+#[derive(Debug, Clone, Copy)]
+#[repr(usize)]
+pub enum Counter {
+    /// Revocations recorded (logout, revoke, admin).
+    Revocations,
+    /// Logout-all watermarks recorded.
+    Watermarks,
+    /// Revocations lifted by the admin API.
+    Lifted,
+    /// Revocations refused because the blocklist is full.
+    StoreFull,
+    /// Writes refused or failed because the store is unavailable.
+    StoreErrors,
+    /// Records from the shared store that could not be parsed.
+    MalformedRecords,
+    /// Times the shared store connection was lost.
+    StoreDisconnects,
+    /// Requests denied (503) while the shared store was down.
+    StoreDownDenied,
+    /// Verified-token cache hits.
+    TokenCacheHits,
+}
+
+const COUNTERS: [(&str, &str); 9] = [
+    ("revgate_revocations_total", "Token revocations recorded"),
+    ("revgate_watermarks_total", "Logout-all watermarks recorded"),
+    (
+        "revgate_revocations_lifted_total",
+        "Revocations lifted by the admin API",
+    ),
+    (
+        "revgate_revocation_store_full_total",
+        "Revocations refused because the blocklist is at capacity",
+    ),
+    (
+        "revgate_revocation_store_errors_total",
+        "Revocation writes refused or failed because the store is unavailable",
+    ),
+    (
+        "revgate_store_malformed_records_total",
+        "Records from the shared store skipped as malformed",
+    ),
+    (
+        "revgate_store_disconnects_total",
+        "Times the shared store connection was lost",
+    ),
+    (
+        "revgate_store_down_denied_total",
+        "Requests answered 503 while the shared store was unreachable",
+    ),
+    (
+        "revgate_token_cache_hits_total",
+        "Verified-token cache hits",
+    ),
+];
+
+impl Metrics {
+    /// One slot per route label, plus `endpoint` and `none` (no route).
+    pub fn new(route_labels: impl IntoIterator<Item = String>) -> Self {
+        let mut slots: Vec<RouteSlot> = route_labels.into_iter().map(RouteSlot::new).collect();
+        slots.push(RouteSlot::new("endpoint".into()));
+        slots.push(RouteSlot::new("none".into()));
+        Metrics {
+            slots,
+            counters: COUNTERS
+                .iter()
+                .map(|(n, h)| (*n, *h, AtomicU64::new(0)))
+                .collect(),
+            gauges: std::sync::RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The slot index for requests served by a gateway endpoint.
+    pub fn endpoint_slot(&self) -> usize {
+        self.slots.len() - 2
+    }
+
+    /// The slot index for requests that matched nothing.
+    pub fn unmatched_slot(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// Counts one request.
+    pub fn record(&self, slot: usize, outcome: Outcome, elapsed: Duration) {
+        let Some(s) = self.slots.get(slot) else {
+            return;
+        };
+        s.outcomes[outcome as usize].fetch_add(1, Relaxed);
+        let us = elapsed.as_micros().min(u64::MAX as u128) as u64;
+        let bucket = BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(BUCKETS_US.len());
+        if let Some(b) = s.buckets.get(bucket) {
+            b.fetch_add(1, Relaxed);
+        }
+        s.count.fetch_add(1, Relaxed);
+        s.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Adds one to a named counter.
+    pub fn incr(&self, counter: Counter) {
+        self.counters[counter as usize].2.fetch_add(1, Relaxed);
+    }
+
+    /// Reads a named counter.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.counters[counter as usize].2.load(Relaxed)
+    }
+
+    /// Requests counted for a route slot and outcome (for tests and benches).
+    pub fn requests(&self, slot: usize, outcome: Outcome) -> u64 {
+        self.slots
+            .get(slot)
+            .map_or(0, |s| s.outcomes[outcome as usize].load(Relaxed))
+    }
+
+    /// Registers a gauge callback: (name, help, value) triples read at scrape.
+    pub fn add_gauges(&self, f: GaugeFn) {
+        if let Ok(mut g) = self.gauges.write() {
+            g.push(f);
+        }
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        out.push_str("# HELP revgate_requests_total Requests by route and outcome\n");
+        out.push_str("# TYPE revgate_requests_total counter\n");
+        for s in &self.slots {
+            for (i, (_, name)) in OUTCOMES.iter().enumerate() {
+                let v = s.outcomes[i].load(Relaxed);
+                if v > 0 {
+                    let _ = writeln!(
+                        out,
+                        "revgate_requests_total{{route=\"{}\",outcome=\"{name}\"}} {v}",
+                        escape(&s.label)
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP revgate_request_duration_seconds Time from request headers to response headers\n");
+        out.push_str("# TYPE revgate_request_duration_seconds histogram\n");
+        for s in &self.slots {
+            let count = s.count.load(Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let label = escape(&s.label);
+            let mut cumulative = 0;
+            for (i, b) in BUCKETS_US.iter().enumerate() {
+                cumulative += s.buckets[i].load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "revgate_request_duration_seconds_bucket{{route=\"{label}\",le=\"{}\"}} {cumulative}",
+                    *b as f64 / 1e6
+                );
+            }
+            let _ = writeln!(
+                out,
+                "revgate_request_duration_seconds_bucket{{route=\"{label}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "revgate_request_duration_seconds_sum{{route=\"{label}\"}} {}",
+                s.sum_us.load(Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "revgate_request_duration_seconds_count{{route=\"{label}\"}} {count}"
+            );
+        }
+        for (name, help, v) in &self.counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        if let Ok(gauges) = self.gauges.read() {
+            for f in gauges.iter() {
+                for (name, help, v) in f() {
+                    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+                }
+            }
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_and_histogram() {
+        let m = Metrics::new(["/api/".to_string()]);
+        m.record(0, Outcome::Forwarded, Duration::from_micros(700));
+        m.record(0, Outcome::Revoked, Duration::from_micros(100));
+        m.incr(Counter::Revocations);
+        let text = m.render();
+        assert!(
+            text.contains("revgate_requests_total{route=\"/api/\",outcome=\"forwarded\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("revgate_requests_total{route=\"/api/\",outcome=\"revoked\"} 1"));
+        assert!(text
+            .contains("revgate_request_duration_seconds_bucket{route=\"/api/\",le=\"0.00025\"} 1"));
+        assert!(text
+            .contains("revgate_request_duration_seconds_bucket{route=\"/api/\",le=\"0.001\"} 2"));
+        assert!(text.contains("revgate_revocations_total 1"));
+    }
+}
