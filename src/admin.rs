@@ -2,7 +2,7 @@
 //! revocation admin API.
 
 use crate::body::GatewayBody;
-use crate::response::{self, Reject};
+use crate::response::Reject;
 use crate::server::Handler;
 use crate::telemetry::Metrics;
 use hyper::body::Incoming;
@@ -110,9 +110,4 @@ fn text(status: StatusCode, body: &'static str) -> Response<GatewayBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
-}
-
-#[allow(dead_code)]
-fn unused() -> Response<GatewayBody> {
-    response::json(StatusCode::OK, &serde_json::json!({}))
 }

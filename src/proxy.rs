@@ -55,11 +55,13 @@ impl Proxy {
         let upgrade = is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-        *req.uri_mut() = upstream_uri(route, req.uri())?;
+        // The client's Host (HTTP/1) or :authority (HTTP/2) becomes
+        // X-Forwarded-Host; the upstream gets its own Host, as nginx does.
         let host = req
             .headers_mut()
             .remove(header::HOST)
             .or_else(|| authority_value(req.uri()));
+        *req.uri_mut() = upstream_uri(route, req.uri())?;
         *req.version_mut() = Version::HTTP_11;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers, upgrade);

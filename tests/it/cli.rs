@@ -1,0 +1,102 @@
+//! The binary: check-config exit codes and messages, SIGTERM handling.
+
+use std::process::Command;
+
+fn revgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_revgate"))
+}
+
+fn write_config(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn check_config_accepts_the_repo_example() {
+    let out = revgate()
+        .args([
+            "check-config",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"),
+        ])
+        .env("REVGATE_HMAC_SECRET", "s".repeat(40))
+        .env("REVGATE_ADMIN_TOKEN", "t".repeat(40))
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_config_rejects_with_exit_2_and_one_line() {
+    let path = write_config(
+        "bad.toml",
+        "[server]\nlisten = \"127.0.0.1:1\"\nrequest_timeout = \"soon\"\n",
+    );
+    let out = revgate()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.request_timeout") && err.contains("\"soon\""),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn missing_config_file_exits_2() {
+    let out = revgate()
+        .args(["check-config", "--config", "/nonexistent/gateway.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn serving_with_bad_config_serves_nothing() {
+    let path = write_config(
+        "bad-route.toml",
+        "[[route]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"sometimes\"\n",
+    );
+    let out = revgate().arg("--config").arg(&path).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("route[0].auth"));
+}
+
+#[test]
+fn sigterm_exits_zero() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let path = write_config(
+        "sigterm.toml",
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"2s\"\n"),
+    );
+    let mut child = revgate().arg("--config").arg(&path).spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway did not start listening"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+}

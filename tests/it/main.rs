@@ -1,0 +1,6 @@
+//! Black-box tests: the real gateway on an ephemeral port in front of real
+//! mock upstreams, spoken to over HTTP. One binary keeps link time down.
+
+mod cli;
+mod proxy;
+mod support;

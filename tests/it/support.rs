@@ -1,0 +1,297 @@
+//! Shared test support: a real gateway on an ephemeral port, mock upstreams
+//! that count what they saw, and small HTTP helpers.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use revgate::app::App;
+use revgate::config::Config;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+type HandlerFn = dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<BoxBody>> + Send>>
+    + Send
+    + Sync;
+
+/// What a mock upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: hyper::HeaderMap,
+}
+
+/// A mock upstream on 127.0.0.1:0 that records every request.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    count: Arc<AtomicUsize>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Answers 200 with body "ok from <name>".
+    pub async fn echo(name: &'static str) -> Upstream {
+        Upstream::with(move |_req| async move { text(StatusCode::OK, &format!("ok from {name}")) })
+            .await
+    }
+
+    /// Answers with whatever `f` returns.
+    pub async fn with<F, Fut>(f: F) -> Upstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<BoxBody>> + Send + 'static,
+    {
+        let handler: Arc<HandlerFn> = Arc::new(move |req| Box::pin(f(req)));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let (seen2, count2) = (seen.clone(), count.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (handler, seen, count) = (handler.clone(), seen2.clone(), count2.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (handler, seen, count) = (handler.clone(), seen.clone(), count.clone());
+                        async move {
+                            seen.lock().expect("lock").push(Seen {
+                                method: req.method().to_string(),
+                                uri: req.uri().to_string(),
+                                headers: req.headers().clone(),
+                            });
+                            count.fetch_add(1, Ordering::SeqCst);
+                            Ok::<_, std::convert::Infallible>(handler(req).await)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            seen,
+            count,
+            _task: task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .expect("upstream saw no request")
+    }
+}
+
+pub fn text(status: StatusCode, body: &str) -> Response<BoxBody> {
+    let mut r = Response::new(full(body.to_string()));
+    *r.status_mut() = status;
+    r
+}
+
+pub fn full(b: impl Into<Bytes>) -> BoxBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A gateway running in-process on ephemeral ports.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<()>,
+    pub app_metrics: Arc<revgate::telemetry::Metrics>,
+}
+
+impl Gateway {
+    /// Starts a gateway from TOML (listen addresses are replaced by port 0).
+    pub async fn start(toml: &str) -> Gateway {
+        let config = Config::from_toml(toml, "test").expect("test config must be valid");
+        Gateway::start_config(config).await
+    }
+
+    pub async fn start_config(config: Config) -> Gateway {
+        let has_admin = config.admin.is_some();
+        let app = App::build(config).await.expect("gateway builds");
+        let main = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = main.local_addr().expect("addr");
+        let admin_listener = if has_admin {
+            Some(TcpListener::bind("127.0.0.1:0").await.expect("bind admin"))
+        } else {
+            None
+        };
+        let admin = admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let metrics = app.metrics.clone();
+        let task = tokio::spawn(app.run(main, admin_listener, async {
+            let _ = rx.await;
+        }));
+        Gateway {
+            addr,
+            admin,
+            stop: Some(tx),
+            task,
+            app_metrics: metrics,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{}",
+            self.admin.expect("admin listener configured"),
+            path
+        )
+    }
+
+    /// Signals shutdown; returns the task to await.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Got {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+pub fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a request and reads the whole response.
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Got {
+    let mut b = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request");
+    let resp = client().request(req).await.expect("request sent");
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Got {
+    send("GET", url, headers, "").await
+}
+
+/// Polls `f` until it returns true or the deadline passes.
+pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if f().await {
+            return;
+        }
+        if Instant::now() > end {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A port with nothing listening on it.
+pub async fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    drop(l);
+    a
+}
+
+/// Parses "k: v" header lines of a raw HTTP/1 response head.
+pub fn parse_head(head: &str) -> (u16, HashMap<String, String>) {
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers)
+}
+
+/// The HMAC secret used by test configs.
+pub const SECRET: &str = "test-secret-0123456789-0123456789-abcdef";
+
+/// A body fed frame by frame from a channel (for streaming tests).
+pub struct ChannelBody(
+    pub tokio::sync::mpsc::Receiver<Result<hyper::body::Frame<Bytes>, hyper::Error>>,
+);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        self.0.poll_recv(cx)
+    }
+}
