@@ -374,10 +374,10 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
                 "needs a [jwt] section to verify tokens; add one or set auth = \"none\"",
             ));
         }
-        if route.auth == AuthMode::None && !route.scopes.is_empty() {
+        if route.auth != AuthMode::Required && !route.scopes.is_empty() {
             return Err(ConfigError::invalid(
                 format!("route[{i}].scopes"),
-                "scopes need auth = \"required\" or \"optional\"",
+                "scopes need auth = \"required\" (a request without a token cannot carry them)",
             ));
         }
     }

@@ -1,6 +1,9 @@
 //! Black-box tests: the real gateway on an ephemeral port in front of real
 //! mock upstreams, spoken to over HTTP. One binary keeps link time down.
 
+mod auth;
 mod cli;
+mod crash;
 mod proxy;
+mod revocation;
 mod support;

@@ -295,3 +295,130 @@ impl hyper::body::Body for ChannelBody {
         self.0.poll_recv(cx)
     }
 }
+
+/// Seconds since the UNIX epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// An HS256 token signed with [`SECRET`] by jsonwebtoken directly (not by
+/// the gateway's own minting code).
+pub fn hs256(claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("encode")
+}
+
+/// Standard claims: `sub`, `jti`, `iat` now, `exp` in an hour, `scope`.
+pub fn claims(sub: &str, jti: &str, scope: &str) -> serde_json::Value {
+    serde_json::json!({
+        "sub": sub, "jti": jti, "scope": scope, "iat": now(), "exp": now() + 3600,
+    })
+}
+
+/// A token for `sub` with a unique jti and the given scope.
+pub fn token(sub: &str, scope: &str) -> String {
+    hs256(&claims(sub, &unique("jti"), scope))
+}
+
+/// A process-unique name.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A fresh empty directory under the target dir.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique(name));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The admin token used by test configs.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+
+/// A config with `[jwt]` (HS256, [`SECRET`]), `[admin]` (port 0,
+/// [`ADMIN_TOKEN`]), a protected `/api/` route (scope `orders:read`,
+/// claims forwarded), an optional `/opt/` route and an open `/` route, all to
+/// `upstream`; `extra` is appended (more sections or keys).
+pub fn auth_config(upstream: &str, revocation: &str) -> String {
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+token = "{ADMIN_TOKEN}"
+
+[jwt]
+algorithms = ["HS256"]
+hmac_secret = "{SECRET}"
+leeway = "0s"
+sources = ["header:authorization", "cookie:access_token", "query:access_token"]
+
+[revocation]
+{revocation}
+
+[[route]]
+prefix = "/api/"
+upstream = "{upstream}"
+auth = "required"
+scopes = ["orders:read"]
+forward_claims = {{ sub = "x-auth-subject", scope = "x-auth-scope" }}
+
+[[route]]
+prefix = "/private/"
+upstream = "{upstream}"
+auth = "required"
+pass_authorization = false
+
+[[route]]
+prefix = "/opt/"
+upstream = "{upstream}"
+auth = "optional"
+forward_claims = {{ sub = "x-auth-subject" }}
+
+[[route]]
+prefix = "/"
+upstream = "{upstream}"
+auth = "none"
+"#
+    )
+}
+
+/// `Authorization: Bearer <t>` as a header pair.
+pub fn bearer(t: &str) -> (&'static str, String) {
+    ("authorization", format!("Bearer {t}"))
+}
+
+/// GET with a bearer token.
+pub async fn get_with(url: &str, token: &str) -> Got {
+    let (k, v) = bearer(token);
+    get(url, &[(k, &v)]).await
+}
+
+/// POST with a bearer token and no body.
+pub async fn post_with(url: &str, token: &str) -> Got {
+    let (k, v) = bearer(token);
+    send("POST", url, &[(k, &v)], "").await
+}
+
+/// A request to the admin API with the admin token.
+pub async fn admin(gw: &Gateway, method: &str, path: &str, body: &str) -> Got {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    send(
+        method,
+        &gw.admin_url(path),
+        &[("authorization", &auth), ("content-type", "application/json")],
+        body,
+    )
+    .await
+}

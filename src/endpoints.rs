@@ -1,0 +1,178 @@
+//! Endpoints the gateway serves itself on the main listener: logout,
+//! logout-all and RFC 7009 revocation.
+
+use crate::auth::{Authenticator, Claims};
+use crate::body::GatewayBody;
+use crate::config::EndpointsConfig;
+use crate::response::{self, Reject};
+use crate::revocation::{token_fingerprint, Revocations, StoreError};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Largest form body accepted by the revoke endpoint. A JWT is a few KiB at
+/// most; anything larger is not a revocation request.
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// Which endpoint a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Logout,
+    LogoutAll,
+    Revoke,
+}
+
+/// The gateway's own endpoints.
+pub struct Endpoints {
+    paths: EndpointsConfig,
+    auth: Arc<Authenticator>,
+    revocations: Arc<Revocations>,
+    /// `jwt.leeway` in seconds: a revocation outlives `exp` by this much.
+    leeway: u64,
+}
+
+/// Seconds since the UNIX epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Maps a store failure to its response.
+pub fn store_reject(e: StoreError) -> Reject {
+    match e {
+        StoreError::Full => Reject::StoreFull,
+        other => {
+            tracing::error!(error = %other, "revocation store write failed");
+            Reject::StoreUnavailable
+        }
+    }
+}
+
+impl Endpoints {
+    /// Builds the endpoints from their configured paths.
+    pub fn new(
+        paths: EndpointsConfig,
+        auth: Arc<Authenticator>,
+        revocations: Arc<Revocations>,
+        leeway: u64,
+    ) -> Self {
+        Endpoints {
+            paths,
+            auth,
+            revocations,
+            leeway,
+        }
+    }
+
+    /// The endpoint at exactly this path, if any.
+    pub fn find(&self, path: &str) -> Option<Endpoint> {
+        if path == self.paths.logout {
+            Some(Endpoint::Logout)
+        } else if path == self.paths.logout_all {
+            Some(Endpoint::LogoutAll)
+        } else if path == self.paths.revoke {
+            Some(Endpoint::Revoke)
+        } else {
+            None
+        }
+    }
+
+    /// Serves one endpoint request.
+    pub async fn serve(
+        &self,
+        endpoint: Endpoint,
+        req: Request<Incoming>,
+    ) -> Result<Response<GatewayBody>, Reject> {
+        if req.method() != Method::POST {
+            return Err(Reject::MethodNotAllowed("POST"));
+        }
+        match endpoint {
+            Endpoint::Logout => self.logout(req).await,
+            Endpoint::LogoutAll => self.logout_all(req).await,
+            Endpoint::Revoke => self.revoke(req).await,
+        }
+    }
+
+    /// The caller's token, verified and not revoked (like any route).
+    async fn caller(&self, req: &Request<Incoming>) -> Result<Arc<Claims>, Reject> {
+        let token = self
+            .auth
+            .extract(req.headers(), req.uri())?
+            .ok_or(Reject::MissingToken)?;
+        let claims = self.auth.verify(&token).await?;
+        if self.revocations.is_revoked(claims.revocation_key, claims.sub.as_deref(), claims.iat) {
+            return Err(Reject::Revoked);
+        }
+        Ok(claims)
+    }
+
+    async fn logout(&self, req: Request<Incoming>) -> Result<Response<GatewayBody>, Reject> {
+        let claims = self.caller(&req).await?;
+        let expires_at = claims.exp.saturating_add(self.leeway);
+        self.revocations
+            .revoke(claims.revocation_key, expires_at)
+            .await
+            .map_err(store_reject)?;
+        tracing::info!(jti = claims.jti.as_deref().unwrap_or("-"), key = %claims.revocation_key, "token revoked by logout");
+        Ok(response::json(
+            StatusCode::OK,
+            &json!({ "revoked": true, "jti": claims.jti, "expires_at": expires_at }),
+        ))
+    }
+
+    async fn logout_all(&self, req: Request<Incoming>) -> Result<Response<GatewayBody>, Reject> {
+        let claims = self.caller(&req).await?;
+        let sub = claims
+            .sub
+            .as_deref()
+            .ok_or(Reject::InvalidToken("token has no sub claim"))?;
+        let before = unix_now();
+        self.revocations
+            .revoke_subject(sub, before)
+            .await
+            .map_err(store_reject)?;
+        tracing::info!(sub, before, "all tokens of subject revoked");
+        Ok(response::json(
+            StatusCode::OK,
+            &json!({ "revoked": true, "sub": sub, "before": before }),
+        ))
+    }
+
+    /// RFC 7009: always 200 (also for invalid or unknown tokens), 400 without
+    /// `token`. Only a token whose signature verifies is recorded.
+    async fn revoke(&self, req: Request<Incoming>) -> Result<Response<GatewayBody>, Reject> {
+        let body = Limited::new(req.into_body(), MAX_FORM_BYTES)
+            .collect()
+            .await
+            .map_err(|_| Reject::BadBody("body too large or unreadable"))?
+            .to_bytes();
+        let token = form_urlencoded::parse(&body)
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+            .filter(|t| !t.is_empty())
+            .ok_or(Reject::BadBody("the token parameter is required"))?;
+        match self.auth.verify(&token).await {
+            Ok(claims) => {
+                let expires_at = claims.exp.saturating_add(self.leeway);
+                self.revocations
+                    .revoke(claims.revocation_key, expires_at)
+                    .await
+                    .map_err(store_reject)?;
+                tracing::info!(jti = claims.jti.as_deref().unwrap_or("-"), key = %claims.revocation_key, "token revoked (RFC 7009)");
+            }
+            Err(_) => {
+                tracing::debug!(token = %token_fingerprint(&token), "revoke: token does not verify; nothing recorded");
+            }
+        }
+        let mut resp = Response::new(GatewayBody::empty());
+        resp.headers_mut().insert(
+            hyper::header::CACHE_CONTROL,
+            hyper::header::HeaderValue::from_static("no-store"),
+        );
+        Ok(resp)
+    }
+}

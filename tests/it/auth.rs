@@ -1,0 +1,182 @@
+//! Token verification on the request path (SPEC §3 steps 3-7).
+
+use crate::support::*;
+use hyper::StatusCode;
+use serde_json::json;
+
+async fn setup() -> (Upstream, Gateway) {
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&auth_config(&up.url(), "")).await;
+    (up, gw)
+}
+
+fn assert_invalid_token(got: &Got, description: &str) {
+    assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{}", got.body);
+    assert_eq!(got.json()["error"], "invalid_token");
+    assert_eq!(got.json()["error_description"], description);
+    assert_eq!(
+        got.header("www-authenticate"),
+        format!("Bearer realm=\"revgate\", error=\"invalid_token\", error_description=\"{description}\"")
+    );
+}
+
+#[tokio::test]
+async fn valid_token_is_forwarded_with_claims() {
+    let (up, gw) = setup().await;
+    let t = token("alice", "orders:read profile");
+    let got = get(
+        &gw.url("/api/orders"),
+        &[("authorization", &format!("Bearer {t}")), ("x-auth-subject", "mallory")],
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    let seen = up.last().headers;
+    assert_eq!(seen["x-auth-subject"], "alice", "spoofed header replaced by the claim");
+    assert_eq!(seen.get_all("x-auth-subject").iter().count(), 1);
+    assert_eq!(seen["x-auth-scope"], "orders:read profile");
+    assert_eq!(seen["authorization"], format!("Bearer {t}"));
+}
+
+#[tokio::test]
+async fn scheme_is_case_insensitive() {
+    let (_up, gw) = setup().await;
+    let t = token("alice", "orders:read");
+    let got = get(&gw.url("/api/x"), &[("authorization", &format!("bEaReR {t}"))]).await;
+    assert_eq!(got.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn missing_token_is_401_without_error_code() {
+    let (up, gw) = setup().await;
+    let got = get(&gw.url("/api/orders"), &[]).await;
+    assert_eq!(got.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(got.header("www-authenticate"), "Bearer realm=\"revgate\"");
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn malformed_authorization_is_400() {
+    let (up, gw) = setup().await;
+    let t = token("alice", "orders:read");
+    for bad in [
+        "Basic dXNlcjpwYXNz".to_string(),
+        "Bearer".to_string(),
+        "Bearer ".to_string(),
+        format!("Bearer {t} {t}"),
+        t.clone(),
+    ] {
+        let got = get(&gw.url("/api/orders"), &[("authorization", &bad)]).await;
+        assert_eq!(got.status, StatusCode::BAD_REQUEST, "for {bad:?}: {}", got.body);
+        assert_eq!(got.json()["error"], "invalid_request");
+        assert!(got.header("www-authenticate").contains("error=\"invalid_request\""));
+        assert!(!got.body.contains(&t), "the body never contains the token");
+    }
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn bad_tokens_are_401_invalid_token() {
+    let (up, gw) = setup().await;
+    let now = now();
+    let wrong_key = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims("alice", "j1", "orders:read"),
+        &jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-123"),
+    )
+    .expect("encode");
+    let expired = hs256(&json!({"sub": "alice", "scope": "orders:read", "exp": now - 60}));
+    let no_exp = hs256(&json!({"sub": "alice", "scope": "orders:read"}));
+    let not_yet = hs256(&json!({"sub": "a", "scope": "orders:read", "exp": now + 600, "nbf": now + 300}));
+    // alg "none": header {"alg":"none","typ":"JWT"}, no signature.
+    let none = format!(
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+        base64url(&json!({"sub": "alice", "scope": "orders:read", "exp": now + 600}).to_string())
+    );
+    let hs384 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS384),
+        &claims("alice", "j2", "orders:read"),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("encode");
+    for (what, t) in [
+        ("wrong key", wrong_key.as_str()),
+        ("expired", expired.as_str()),
+        ("no exp", no_exp.as_str()),
+        ("nbf in the future", not_yet.as_str()),
+        ("alg none", none.as_str()),
+        ("alg not allowed", hs384.as_str()),
+        ("garbage", "not.a.jwt"),
+        ("bad base64", "@@@.@@@.@@@"),
+    ] {
+        let got = get_with(&gw.url("/api/orders"), t).await;
+        assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{what}: {}", got.body);
+        assert_eq!(got.json()["error"], "invalid_token", "{what}");
+        assert!(got.header("www-authenticate").starts_with("Bearer realm=\"revgate\", error=\"invalid_token\""), "{what}");
+        assert!(!got.body.contains(t), "{what}: body never contains the token");
+    }
+    assert_eq!(up.count(), 0);
+}
+
+fn base64url(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[tokio::test]
+async fn missing_scope_is_403() {
+    let (up, gw) = setup().await;
+    let got = get_with(&gw.url("/api/orders"), &token("alice", "profile")).await;
+    assert_eq!(got.status, StatusCode::FORBIDDEN);
+    assert_eq!(got.json()["error"], "insufficient_scope");
+    let h = got.header("www-authenticate");
+    assert!(h.contains("error=\"insufficient_scope\"") && h.contains("scope=\"orders:read\""), "{h}");
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn scp_array_is_accepted() {
+    let (_up, gw) = setup().await;
+    let t = hs256(&json!({"sub": "a", "scp": ["orders:read"], "exp": now() + 600}));
+    assert_eq!(get_with(&gw.url("/api/orders"), &t).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn pass_authorization_false_drops_header() {
+    let (up, gw) = setup().await;
+    let got = get_with(&gw.url("/private/x"), &token("alice", "")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert!(!up.last().headers.contains_key("authorization"));
+}
+
+#[tokio::test]
+async fn cookie_and_query_sources() {
+    let (up, gw) = setup().await;
+    let t = token("carol", "orders:read");
+    let got = get(&gw.url("/api/x"), &[("cookie", &format!("theme=dark; access_token={t}"))]).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    assert_eq!(up.last().headers["x-auth-subject"], "carol");
+    let got = get(&gw.url(&format!("/api/x?access_token={t}")), &[]).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    // Authorization comes first in the configured order.
+    let other = token("dave", "orders:read");
+    let got = get(
+        &gw.url("/api/x"),
+        &[("authorization", &format!("Bearer {other}")), ("cookie", &format!("access_token={t}"))],
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(up.last().headers["x-auth-subject"], "dave");
+}
+
+#[tokio::test]
+async fn optional_route() {
+    let (up, gw) = setup().await;
+    let got = get(&gw.url("/opt/x"), &[("x-auth-subject", "spoof")]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert!(!up.last().headers.contains_key("x-auth-subject"));
+    let got = get_with(&gw.url("/opt/x"), &token("erin", "")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(up.last().headers["x-auth-subject"], "erin");
+    let got = get_with(&gw.url("/opt/x"), "bad.token.here").await;
+    assert_eq!(got.status, StatusCode::UNAUTHORIZED, "a token that is present must be valid");
+}
