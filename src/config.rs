@@ -320,10 +320,7 @@ fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
             key: if path == "." || path.is_empty() {
                 String::new()
             } else {
-                format!(
-                    "{}: ",
-                    path.replace("route[", "route[").replace("route.", "route")
-                )
+                format!("{path}: ")
             },
             message: inner.message().trim().to_string(),
         }

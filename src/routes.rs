@@ -31,7 +31,7 @@ impl RouteTable {
                 config: config.clone(),
             })
             .collect();
-        routes.sort_by(|a, b| b.config.prefix.len().cmp(&a.config.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.config.prefix.len()));
         RouteTable { routes }
     }
 
