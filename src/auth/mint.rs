@@ -116,7 +116,8 @@ pub(crate) fn mint_at(cfg: &JwtConfig, req: &MintRequest, now: u64) -> Result<St
     };
     Err(MintError::NoKey(format!(
         "no configured key can sign {which}: set jwt.hmac_secret for HS*, \
-         or jwt.signing_key_file (a PEM private key) for the others"
+         or jwt.signing_key_file (a PEM private key; EC and Ed25519 keys in \
+         PKCS#8 form, `openssl pkcs8 -topk8 -nocrypt`) for the others"
     )))
 }
 
