@@ -1,8 +1,12 @@
 //! Command-line interface (clap).
 
+use crate::auth::MintRequest;
+use crate::config::{parse_algorithm, parse_duration, Algorithm};
 use crate::telemetry::LogFormat;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// revgate: JWT verification and revocation at the edge.
 #[derive(Debug, Parser)]
@@ -31,4 +35,131 @@ pub enum Command {
     /// Run the gateway from the config together with a built-in echo
     /// upstream, and print commands to try.
     Demo,
+    /// Print one token signed with the configured HMAC secret or
+    /// `jwt.signing_key_file` (for development, tests and benches).
+    Mint(MintArgs),
+}
+
+/// `revgate mint` options.
+#[derive(Debug, Args)]
+pub struct MintArgs {
+    /// The `sub` claim.
+    #[arg(long)]
+    pub sub: String,
+    /// Lifetime: `exp` = now + TTL (e.g. `15m`, `1h`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value = DEFAULT_TTL_ARG)]
+    pub ttl: Duration,
+    /// The `jti` claim (default: 128 random bits, hex).
+    #[arg(long)]
+    pub jti: Option<String>,
+    /// The `scope` claim, space-separated (e.g. "orders:read orders:write").
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// An extra claim, repeatable; VALUE is JSON when it parses (`n=5`,
+    /// `admin=true`), else a string. Set last, so it may override others.
+    #[arg(long = "claim", value_name = "KEY=VALUE", value_parser = claim)]
+    pub claims: Vec<(String, Value)>,
+    /// The algorithm (default: the first of `jwt.algorithms` the configured
+    /// keys can sign).
+    #[arg(long, value_parser = algorithm)]
+    pub alg: Option<Algorithm>,
+    /// A `kid` header, for key sets with several keys.
+    #[arg(long)]
+    pub kid: Option<String>,
+}
+
+impl MintArgs {
+    /// The library's request for these options.
+    pub fn into_request(self) -> MintRequest {
+        MintRequest {
+            sub: self.sub,
+            ttl: self.ttl,
+            jti: self.jti,
+            scope: self.scope,
+            claims: self.claims,
+            alg: self.alg,
+            kid: self.kid,
+        }
+    }
+}
+
+/// `--ttl` when not given: [`crate::auth::DEFAULT_MINT_TTL`] as text (a test keeps them equal).
+const DEFAULT_TTL_ARG: &str = "15m";
+
+fn claim(arg: &str) -> Result<(String, Value), String> {
+    crate::auth::parse_claim(arg).map_err(|e| e.to_string())
+}
+
+fn algorithm(name: &str) -> Result<Algorithm, String> {
+    parse_algorithm(name).ok_or_else(|| {
+        format!("{name:?} is not an algorithm; use HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 or EdDSA")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::DEFAULT_MINT_TTL;
+
+    fn mint_args(args: &[&str]) -> Result<MintArgs, clap::Error> {
+        let mut argv = vec!["revgate", "mint"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Some(Command::Mint(m)) => Ok(m),
+            other => panic!("not mint: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn mint_defaults() {
+        let m = mint_args(&["--sub", "alice"]).expect("parses");
+        assert_eq!(m.ttl, DEFAULT_MINT_TTL);
+        let req = m.into_request();
+        assert_eq!(req, MintRequest::new("alice"));
+    }
+
+    #[test]
+    fn mint_options() {
+        let m = mint_args(&[
+            "--sub",
+            "bob",
+            "--ttl",
+            "1h",
+            "--jti",
+            "j1",
+            "--scope",
+            "a b",
+            "--claim",
+            "n=5",
+            "--claim",
+            "team=blue",
+            "--alg",
+            "ES256",
+            "--kid",
+            "k1",
+        ])
+        .expect("parses");
+        let req = m.into_request();
+        assert_eq!(req.ttl, Duration::from_secs(3600));
+        assert_eq!(req.jti.as_deref(), Some("j1"));
+        assert_eq!(req.scope.as_deref(), Some("a b"));
+        assert_eq!(
+            req.claims,
+            vec![
+                ("n".into(), Value::from(5)),
+                ("team".into(), Value::from("blue"))
+            ]
+        );
+        assert_eq!(req.alg, Some(Algorithm::ES256));
+        assert_eq!(req.kid.as_deref(), Some("k1"));
+    }
+
+    #[test]
+    fn mint_rejects_bad_values() {
+        assert!(mint_args(&[]).is_err(), "--sub is required");
+        assert!(mint_args(&["--sub", "a", "--ttl", "soon"]).is_err());
+        assert!(mint_args(&["--sub", "a", "--alg", "none"]).is_err());
+        assert!(mint_args(&["--sub", "a", "--claim", "novalue"]).is_err());
+    }
 }

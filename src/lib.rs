@@ -4,6 +4,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`config`] | `gateway.toml`: raw serde mirror, validated typed config |
+//! | [`auth`] | bearer tokens: extraction, keys (PEM, JWKS), verification, claims, `mint` |
 //! | [`app`] | builds the gateway from a config and runs its listeners |
 //! | [`server`] | accept loops, connection limits, graceful shutdown |
 //! | [`gateway`] | the request path: route, extract, verify, revocation, scopes, forward |
@@ -18,6 +19,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;

@@ -31,8 +31,27 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Some(Command::Mint(args)) => mint(&config, args),
         Some(Command::Demo) => run(config, true),
         None => run(config, false),
+    }
+}
+
+/// `revgate mint`: one token on stdout.
+fn mint(config: &Config, args: revgate::cli::MintArgs) -> ExitCode {
+    let Some(jwt) = &config.jwt else {
+        eprintln!("revgate: config error: jwt: `revgate mint` needs a [jwt] section");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    match revgate::auth::mint(jwt, &args.into_request()) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("revgate: mint: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,0 +1,259 @@
+//! Bearer tokens: finding them in a request and verifying them.
+//!
+//! [`Authenticator`] is built once from `[jwt]` (keys loaded, one
+//! `jsonwebtoken::Validation` per allowed algorithm) and shared by every
+//! request. Verification follows SPEC §3.5: structure and base64, `alg` in the
+//! allow-list, key by `kid`, signature, `exp`, `nbf`, `iss`, `aud`. Revocation
+//! comes after, in the gateway.
+//!
+//! | file | job |
+//! |---|---|
+//! | `extract.rs` | the token sources (`Authorization`, other headers, cookie, query) |
+//! | `verify.rs` | token shape, header `alg`, the signature check |
+//! | `keys.rs` | public keys from PEM or JWKS, and choosing one by `kid` and `alg` |
+//! | `jwks.rs` | `jwks_url`: fetch, background refresh, rate-limited refetch |
+//! | `claims.rs` | [`Claims`] and the time, issuer and audience checks |
+//! | `cache.rs` | the verified-token cache |
+//! | `mint.rs` | `revgate mint` |
+//!
+//! Locks: the only ones are in `jwks.rs` (the current key set of a
+//! `jwks_url`, and its fetch bookkeeping); both are `std` locks held for a
+//! pointer copy or a flag, never across I/O. The token cache is moka's.
+//!
+//! A token is never logged whole: log its `jti` or
+//! [`crate::revocation::token_fingerprint`].
+
+mod cache;
+mod claims;
+mod extract;
+mod jwks;
+mod keys;
+mod mint;
+#[cfg(test)]
+mod tests;
+mod verify;
+
+pub use claims::Claims;
+pub use jwks::{
+    JWKS_FETCH_TIMEOUT, JWKS_MAX_BYTES, JWKS_MIN_REFETCH_INTERVAL, JWKS_REFRESH_INTERVAL,
+};
+pub use mint::{mint, parse_claim, MintError, MintRequest, DEFAULT_MINT_TTL};
+
+use crate::config::{is_hmac, Algorithm, ConfigError, JwtConfig, TokenSource};
+use crate::response::Reject;
+use cache::TokenCache;
+use claims::ClaimPolicy;
+use hyper::header::HeaderMap;
+use hyper::Uri;
+use jsonwebtoken::DecodingKey;
+use jwks::{JwksTiming, RemoteJwks};
+use keys::{KeyMiss, KeySet, PublicKey};
+use std::borrow::Cow;
+use std::sync::Arc;
+use verify::{TokenHeader, Verifier, ALG_KEY_MISMATCH};
+
+/// Extracts and verifies bearer tokens; built once, shared by all requests.
+pub struct Authenticator {
+    sources: Vec<TokenSource>,
+    algorithms: Vec<Algorithm>,
+    verifier: Verifier,
+    /// The HMAC secret: the only key HS* tokens are ever checked with.
+    hmac: Option<DecodingKey>,
+    /// The public keys: the only keys the other algorithms are checked with.
+    keys: PublicKeys,
+    policy: ClaimPolicy,
+    cache: Option<TokenCache>,
+}
+
+/// Where the public keys come from.
+enum PublicKeys {
+    /// `public_key_file`, `jwks_file`, or none: loaded once.
+    Fixed(Arc<KeySet>),
+    /// `jwks_url`: refreshed while running.
+    Remote(Arc<RemoteJwks>),
+}
+
+impl PublicKeys {
+    fn current(&self) -> Arc<KeySet> {
+        match self {
+            PublicKeys::Fixed(set) => Arc::clone(set),
+            PublicKeys::Remote(remote) => remote.current(),
+        }
+    }
+}
+
+impl Authenticator {
+    /// Loads the keys (HMAC secret; PEM public key — RSA, EC P-256/P-384 or
+    /// Ed25519; JWKS file; or JWKS URL, fetched now), builds one validation
+    /// per allowed algorithm, and starts the JWKS refresh task when
+    /// `jwks_url` is set (it needs a Tokio runtime). A key that cannot be
+    /// loaded is a [`ConfigError`] naming its key, e.g.
+    /// `jwt.public_key_file: ...`.
+    pub async fn new(cfg: &JwtConfig) -> Result<Arc<Authenticator>, ConfigError> {
+        Self::with_timing(cfg, JwksTiming::default()).await
+    }
+
+    pub(crate) async fn with_timing(
+        cfg: &JwtConfig,
+        timing: JwksTiming,
+    ) -> Result<Arc<Authenticator>, ConfigError> {
+        let leeway = cfg.leeway.as_secs();
+        let cache = TokenCache::new(cfg.cache_capacity, leeway);
+        let hmac = match &cfg.hmac_secret {
+            Some(secret) => Some(
+                DecodingKey::from_secret(secret.expose())
+                    .map_err(|e| ConfigError::invalid("jwt.hmac_secret", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let keys = if let Some(path) = &cfg.public_key_file {
+            let key = "jwt.public_key_file";
+            let pem = read(key, path)?;
+            let set = KeySet::from_pem(&pem)
+                .map_err(|m| ConfigError::invalid(key, format!("{}: {m}", path.display())))?;
+            PublicKeys::Fixed(Arc::new(set))
+        } else if let Some(path) = &cfg.jwks_file {
+            let key = "jwt.jwks_file";
+            let json = read(key, path)?;
+            let (set, skipped) = KeySet::from_jwks(&json)
+                .map_err(|m| ConfigError::invalid(key, format!("{}: {m}", path.display())))?;
+            for why in skipped {
+                tracing::warn!(file = %path.display(), "jwt.jwks_file: key skipped: {why}");
+            }
+            PublicKeys::Fixed(Arc::new(set))
+        } else if let Some(url) = &cfg.jwks_url {
+            let remote = RemoteJwks::start(url.clone(), timing, cache.clone())
+                .await
+                .map_err(|m| ConfigError::invalid("jwt.jwks_url", format!("{url}: {m}")))?;
+            PublicKeys::Remote(remote)
+        } else {
+            PublicKeys::Fixed(Arc::new(KeySet::empty()))
+        };
+        Ok(Arc::new(Authenticator {
+            sources: cfg.sources.clone(),
+            algorithms: cfg.algorithms.clone(),
+            verifier: Verifier::new(&cfg.algorithms),
+            hmac,
+            keys,
+            policy: ClaimPolicy {
+                leeway,
+                issuer: cfg.issuer.clone(),
+                audience: cfg.audience.clone(),
+            },
+            cache,
+        }))
+    }
+
+    /// The token from the first of `jwt.sources` that holds one; `Ok(None)`
+    /// when none does.
+    ///
+    /// `Authorization` must be `Bearer <token>` (scheme case-insensitive,
+    /// exactly one token, one header); another header may omit `Bearer `;
+    /// `cookie:NAME` and `query:NAME` (percent-decoded) take the value as is,
+    /// an empty one counting as absent. A malformed or repeated source is
+    /// `Err(Reject::InvalidRequest(..))` (400), never skipped.
+    pub fn extract<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        uri: &'a Uri,
+    ) -> Result<Option<Cow<'a, str>>, Reject> {
+        extract::extract(&self.sources, headers, uri)
+    }
+
+    /// Verifies `token` per SPEC §3.5 — structure and base64, `alg` allowed
+    /// (never `none`; an HMAC alg is checked with the HMAC secret only, other
+    /// algs with the public keys only), key by `kid` (an unknown `kid` may
+    /// trigger one shared, rate-limited JWKS refetch), signature, `exp`
+    /// (required), `nbf`, `iat`, `iss`, `aud`, one leeway for all time claims.
+    ///
+    /// Any failure is `Reject::InvalidToken` (401) with a fixed description.
+    /// Revocation is NOT checked here.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, Reject> {
+        self.verify_at(token, cache::unix_now()).await
+    }
+
+    /// [`Authenticator::verify`] at a given time (UNIX seconds).
+    pub(crate) async fn verify_at(&self, token: &str, now: u64) -> Result<Arc<Claims>, Reject> {
+        if let Some(cache) = &self.cache {
+            if let Some(claims) = cache.get(token, now) {
+                return Ok(claims);
+            }
+        }
+        let header = verify::parse_header(token, &self.algorithms)?;
+        let raw = if is_hmac(header.alg) {
+            let secret = self.hmac_key(&header)?;
+            self.verifier.signature(token, header.alg, secret)?
+        } else {
+            let key = self.public_key(&header).await?;
+            self.verifier.signature(token, header.alg, &key.key)?
+        };
+        let claims = Arc::new(Claims::check(raw, token, &self.policy, now)?);
+        if let Some(cache) = &self.cache {
+            cache.insert(token, &claims, now);
+        }
+        Ok(claims)
+    }
+
+    /// The HMAC secret for an HS* token. A `kid` that names one of the
+    /// public keys means the token wants an asymmetric key used as an HMAC
+    /// secret: refused.
+    fn hmac_key(&self, header: &TokenHeader) -> Result<&DecodingKey, Reject> {
+        if let Some(kid) = &header.kid {
+            if self.keys.current().has_kid(kid) {
+                return Err(ALG_KEY_MISMATCH);
+            }
+        }
+        self.hmac.as_ref().ok_or(ALG_KEY_MISMATCH)
+    }
+
+    /// The public key for an asymmetric token, refetching the JWKS once (as
+    /// the rate limit allows) when the `kid` is unknown.
+    async fn public_key(&self, header: &TokenHeader) -> Result<Arc<PublicKey>, Reject> {
+        let kid = header.kid.as_deref();
+        let miss = match self.keys.current().select(header.alg, kid) {
+            Ok(key) => return Ok(Arc::clone(key)),
+            Err(miss) => miss,
+        };
+        if let (KeyMiss::UnknownKid, PublicKeys::Remote(remote)) = (miss, &self.keys) {
+            if remote.refresh_for_unknown_kid().await {
+                return remote
+                    .current()
+                    .select(header.alg, kid)
+                    .map(Arc::clone)
+                    .map_err(key_miss);
+            }
+        }
+        Err(key_miss(miss))
+    }
+
+    /// Verified-token cache hits since start (0 when the cache is off).
+    pub fn cache_hits(&self) -> u64 {
+        self.cache.as_ref().map_or(0, TokenCache::hits)
+    }
+
+    /// Tokens in the verified-token cache (0 when it is off).
+    pub fn cache_len(&self) -> u64 {
+        self.cache.as_ref().map_or(0, TokenCache::len)
+    }
+
+    /// JWKS fetches attempted since start (0 without `jwks_url`).
+    pub fn jwks_fetches(&self) -> u64 {
+        match &self.keys {
+            PublicKeys::Fixed(_) => 0,
+            PublicKeys::Remote(remote) => remote.fetches(),
+        }
+    }
+}
+
+fn key_miss(miss: KeyMiss) -> Reject {
+    match miss {
+        KeyMiss::UnknownKid => Reject::InvalidToken("unknown key id"),
+        KeyMiss::AlgMismatch => ALG_KEY_MISMATCH,
+        KeyMiss::Ambiguous => Reject::InvalidToken("token has no key id"),
+    }
+}
+
+fn read(key: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError::invalid(key, format!("cannot read {}: {e}", path.display())))
+}
