@@ -38,6 +38,48 @@ pub enum Command {
     /// Print one token signed with the configured HMAC secret or
     /// `jwt.signing_key_file` (for development, tests and benches).
     Mint(MintArgs),
+    /// Revoke through the admin API (operators): a jti, a whole token, or
+    /// every token of a subject.
+    Revoke(RevokeArgs),
+}
+
+/// `revgate revoke` options: exactly one of `--jti`, `--token`, `--sub`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["jti", "token", "sub"])))]
+pub struct RevokeArgs {
+    /// Revoke this `jti`.
+    #[arg(long)]
+    pub jti: Option<String>,
+    /// With `--jti`: when the entry may leave (UNIX seconds). Default: now
+    /// plus `jwt.max_token_lifetime` plus `jwt.leeway`.
+    #[arg(long, requires = "jti")]
+    pub expires_at: Option<u64>,
+    /// Revoke this token (it must verify).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Revoke every token of this subject issued up to now (logout-all).
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// The admin API's base URL (default: `http://` + `admin.listen`).
+    #[arg(long, value_name = "URL")]
+    pub admin_url: Option<String>,
+}
+
+impl RevokeArgs {
+    /// What to revoke.
+    pub fn target(&self) -> Option<crate::admin_client::RevokeTarget> {
+        use crate::admin_client::RevokeTarget;
+        if let Some(jti) = &self.jti {
+            return Some(RevokeTarget::Jti {
+                jti: jti.clone(),
+                expires_at: self.expires_at,
+            });
+        }
+        if let Some(t) = &self.token {
+            return Some(RevokeTarget::Token(t.clone()));
+        }
+        self.sub.clone().map(RevokeTarget::Sub)
+    }
 }
 
 /// `revgate mint` options.

@@ -18,6 +18,7 @@
 //! | [`telemetry`] | logging setup and Prometheus metrics |
 
 pub mod admin;
+pub mod admin_client;
 pub mod app;
 pub mod auth;
 pub mod body;

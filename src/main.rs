@@ -32,6 +32,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Mint(args)) => mint(&config, args),
+        Some(Command::Revoke(args)) => revoke(&config, &args),
         Some(Command::Demo) => run(config, true),
         None => run(config, false),
     }
@@ -50,6 +51,31 @@ fn mint(config: &Config, args: revgate::cli::MintArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("revgate: mint: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `revgate revoke`: one admin API call; prints its JSON answer.
+fn revoke(config: &Config, args: &revgate::cli::RevokeArgs) -> ExitCode {
+    let Some(target) = args.target() else {
+        eprintln!("revgate: revoke: give one of --jti, --token, --sub");
+        return ExitCode::FAILURE;
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("revgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(revgate::admin_client::revoke(config, args.admin_url.as_deref(), target)) {
+        Ok(answer) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("revgate: revoke: {e}");
             ExitCode::FAILURE
         }
     }
