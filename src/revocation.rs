@@ -1,5 +1,479 @@
 //! Revocation: the in-memory blocklist and the stores behind it.
+//!
+//! [`Revocations`] answers the per-request question "is this token revoked?"
+//! from memory, and records revocations, logout-all watermarks and lifts
+//! durably before acknowledging them.
+//!
+//! | file | job |
+//! |---|---|
+//! | `revocation/key.rs` | [`RevocationKey`]: the 128-bit digest a revocation is stored under |
+//! | `revocation/blocklist.rs` | two moka caches with per-entry expiry, capacity accounting, the hot-path check |
+//! | `revocation/local.rs` | the redb store: one writer thread, group commit, load at start, sweeper |
+//! | `revocation/clock.rs` | [`Clock`]: UNIX seconds, injectable for tests |
+//!
+//! # Time
+//! All times are UNIX seconds. An entry is live while `now < expires_at`,
+//! judged by the injected [`Clock`]; moka's own timer removes it from memory
+//! at about the same moment (it counts down from the write, on moka's clock).
+//!
+//! # Capacity: refuse, never evict
+//! moka is built without a size bound: its size-based eviction would silently
+//! un-revoke tokens. We count entries ourselves (an atomic kept by inserts and
+//! by the caches' eviction listeners) and, at `revocation.capacity`, refuse a
+//! *new* revocation or watermark with [`StoreError::Full`] (the gateway
+//! answers 503 with `Retry-After`), count it (`Counter::StoreFull`) and log an
+//! alarm at most once a minute. Renewing an existing entry, lifts and records
+//! that are already durable (loaded at start, or replicated) are never
+//! refused, so memory can go slightly past capacity but never forgets.
+//!
+//! # Durability
+//! With a path, every record goes through the writer thread of
+//! `local.rs`, which commits batches with one fsync each, then updates memory
+//! and acks. Memory only ever holds what is on disk; a failed commit is
+//! reported as [`StoreError::Unavailable`] and changes nothing.
+//!
+//! # Where the locks are
+//! - Hot path ([`Revocations::is_revoked`]): none of ours. moka's table reads
+//!   are lock-free (crossbeam-epoch); `contains_key` does not touch moka's
+//!   policy queues or its housekeeping lock.
+//! - moka internals, on writes only: a per-key waiter lock (`and_compute_with`)
+//!   and the housekeeping `try_lock`, run by the writer, by the 1 s ticker and
+//!   by a revocation that finds the blocklist full.
+//! - The writer's request queue: a bounded tokio mpsc channel (a semaphore,
+//!   no lock held across I/O). redb's own write lock is only ever taken by the
+//!   writer thread, which owns the database.
+//! - Metrics: the gauge registry's `RwLock` in `telemetry::metrics`, taken
+//!   once here and at each scrape.
+//!
+//! # Backends
+//! `Backend` is the seam for issue 5: the Redis backend persists each
+//! [`Record`] to Redis in `persist`, and feeds records made by other replicas
+//! into [`Revocations::apply`], which updates memory without writing back.
 
+mod blocklist;
+mod clock;
 mod key;
+mod local;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use key::{token_fingerprint, RevocationKey};
+
+use crate::config::{RevocationConfig, StoreKind};
+use crate::telemetry::metrics::{Counter, Metrics};
+use blocklist::{Applied, Blocklist, Reservation};
+use local::LocalStore;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// How often moka's housekeeping runs (expired entries leave memory and free
+/// their capacity slots) when no write triggers it.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often expired records are deleted from disk. Expired records on disk
+/// are harmless (never loaded), so this only bounds the file's growth.
+const SWEEP_EVERY_TICKS: u64 = 60;
+
+/// At most one "blocklist full" alarm per this many seconds in the log (the
+/// counter counts every refusal).
+const FULL_ALARM_EVERY_SECS: u64 = 60;
+
+/// A change to the blocklist: what is persisted and what replicas exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// Refuse tokens with this key until `expires_at`.
+    Revoke {
+        /// The token's revocation key.
+        key: RevocationKey,
+        /// UNIX second at which the entry leaves (the token's `exp` plus leeway).
+        expires_at: u64,
+    },
+    /// Logout-all: refuse the subject's tokens issued at or before `at`.
+    Watermark {
+        /// The token subject (`sub`).
+        sub: Box<str>,
+        /// Tokens with `iat <= at`, or without `iat`, are refused.
+        at: u64,
+        /// UNIX second at which the watermark leaves.
+        expires_at: u64,
+    },
+    /// Admin lift: the revocation of `key` is removed.
+    Lift {
+        /// The revocation key to lift.
+        key: RevocationKey,
+    },
+}
+
+/// Why a revocation could not be recorded. Cheap to build on the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The blocklist holds `revocation.capacity` entries; nothing was evicted
+    /// to make room. Maps to 503 (retry later).
+    #[error("the revocation blocklist is full")]
+    Full,
+    /// The store could not make the record durable; nothing was recorded.
+    /// Maps to 503.
+    #[error("revocation store unavailable: {0}")]
+    Unavailable(&'static str),
+}
+
+/// Why the revocation store could not be opened at start.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreOpenError {
+    /// `revocation.path` could not be created.
+    #[error("revocation.path {path:?}: cannot create the directory: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The database file could not be opened, created or read (also: another
+    /// process has it open).
+    #[error("revocation.path: cannot open the revocation database {path:?}: {source}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// redb's error.
+        source: Box<redb::Error>,
+    },
+    /// The writer thread could not be started.
+    #[error("revocation store: cannot start the writer thread: {source}")]
+    Thread {
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The blocking task that opens the store failed.
+    #[error("revocation store: the loading task failed: {0}")]
+    Task(String),
+    /// `store = "redis"` is configured but that backend is not built yet.
+    #[error("revocation.store = \"redis\" is not available in this build yet; use \"local\"")]
+    RedisNotBuilt,
+}
+
+/// Where records are persisted.
+enum Backend {
+    /// No path: memory only, lost on restart.
+    Memory,
+    /// redb in `revocation.path`.
+    Local(LocalStore),
+    // Issue 5: `Redis(RedisStore)`, persisting records to Redis and feeding
+    // remote ones into `Revocations::apply`.
+}
+
+/// The revocation blocklist of one gateway process.
+pub struct Revocations {
+    memory: Arc<Blocklist>,
+    backend: Backend,
+    /// How long a logout-all watermark lives: `max_token_lifetime + leeway`.
+    watermark_ttl: u64,
+    metrics: Arc<Metrics>,
+    closed: AtomicBool,
+    last_full_alarm: AtomicU64,
+}
+
+impl Revocations {
+    /// Opens the store per `cfg`, on the system clock: memory only when
+    /// `cfg.path` is `None` (a warning is logged), else a redb database in
+    /// that directory (created if missing), whose unexpired records are all
+    /// loaded. `leeway` and `max_token_lifetime` come from `[jwt]` and set how
+    /// long a logout-all watermark lives.
+    pub async fn open(
+        cfg: &RevocationConfig,
+        leeway: Duration,
+        max_token_lifetime: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Revocations>, StoreOpenError> {
+        Self::open_with_clock(
+            cfg,
+            leeway,
+            max_token_lifetime,
+            metrics,
+            Arc::new(SystemClock),
+        )
+        .await
+    }
+
+    /// [`Revocations::open`] with an injected clock (tests, simulations).
+    pub async fn open_with_clock(
+        cfg: &RevocationConfig,
+        leeway: Duration,
+        max_token_lifetime: Duration,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Revocations>, StoreOpenError> {
+        let memory = Arc::new(Blocklist::new(cfg.capacity, clock));
+        let backend = match (cfg.store, &cfg.path) {
+            (StoreKind::Redis, _) => return Err(StoreOpenError::RedisNotBuilt),
+            (StoreKind::Local, None) => {
+                tracing::warn!(
+                    "revocation.path is not set: revocations are kept in memory only and lost on restart"
+                );
+                Backend::Memory
+            }
+            (StoreKind::Local, Some(dir)) => {
+                let (dir, mem) = (dir.clone(), Arc::clone(&memory));
+                let (store, loaded) =
+                    tokio::task::spawn_blocking(move || LocalStore::open(&dir, mem))
+                        .await
+                        .map_err(|e| StoreOpenError::Task(e.to_string()))??;
+                tracing::info!(
+                    path = %store.path().display(),
+                    revocations = loaded.revocations,
+                    watermarks = loaded.watermarks,
+                    expired_skipped = loaded.expired_skipped,
+                    "revocation store loaded"
+                );
+                if memory.len() > cfg.capacity {
+                    tracing::error!(
+                        held = memory.len(),
+                        capacity = cfg.capacity,
+                        "revocation store holds more than revocation.capacity: all kept, new revocations refused until entries expire"
+                    );
+                }
+                Backend::Local(store)
+            }
+        };
+        let revocations = Arc::new(Revocations {
+            memory,
+            backend,
+            watermark_ttl: max_token_lifetime.saturating_add(leeway).as_secs(),
+            metrics: Arc::clone(&metrics),
+            closed: AtomicBool::new(false),
+            last_full_alarm: AtomicU64::new(0),
+        });
+        let gauge: Weak<Blocklist> = Arc::downgrade(&revocations.memory);
+        metrics.add_gauges(Box::new(move || {
+            gauge.upgrade().map_or_else(Vec::new, |b| {
+                vec![(
+                    "revgate_revocation_entries".to_owned(),
+                    "Live revocations and logout-all watermarks held in memory".to_owned(),
+                    b.len() as f64,
+                )]
+            })
+        }));
+        tokio::spawn(housekeeping(Arc::downgrade(&revocations)));
+        Ok(revocations)
+    }
+
+    /// The per-request check: true if `key` is revoked, or `sub` has a live
+    /// logout-all watermark and the token's `iat` is absent or at or before
+    /// it. Synchronous, lock-free, no allocation, no I/O.
+    #[inline]
+    pub fn is_revoked(&self, key: RevocationKey, sub: Option<&str>, iat: Option<u64>) -> bool {
+        self.memory.is_revoked(key, sub, iat)
+    }
+
+    /// Records a revocation of `key` until `expires_at` (UNIX seconds; the
+    /// caller passes `exp + leeway`). With a durable store, returns once the
+    /// record is fsync'd. Idempotent: revoking again with the same or an
+    /// earlier `expires_at` changes nothing, a later one extends the entry.
+    /// An `expires_at` already past records nothing (the token is expired).
+    ///
+    /// Errors: [`StoreError::Full`] when a new entry would pass capacity,
+    /// [`StoreError::Unavailable`] when it could not be made durable.
+    pub async fn revoke(&self, key: RevocationKey, expires_at: u64) -> Result<(), StoreError> {
+        self.check_open()?;
+        if expires_at <= self.memory.clock().now() {
+            return Ok(());
+        }
+        let slot = match self.memory.get(key) {
+            Some(held) if held >= expires_at => return Ok(()),
+            Some(_) => None,
+            None => Some(self.reserve()?),
+        };
+        self.persist(Record::Revoke { key, expires_at }, slot)
+            .await?;
+        self.metrics.incr(Counter::Revocations);
+        Ok(())
+    }
+
+    /// Logout-all: sets the watermark of `sub` to `watermark` (UNIX seconds),
+    /// living `max_token_lifetime + leeway` past it. Durable before `Ok`. One
+    /// record per subject: a later watermark replaces an earlier one, an
+    /// earlier one never lowers it. Returns the `expires_at` in force.
+    pub async fn revoke_subject(&self, sub: &str, watermark: u64) -> Result<u64, StoreError> {
+        self.check_open()?;
+        let expires_at = watermark.saturating_add(self.watermark_ttl);
+        if expires_at <= self.memory.clock().now() {
+            return Ok(expires_at);
+        }
+        let slot = match self.memory.watermark(sub) {
+            Some(w) if w.at >= watermark && w.expires_at >= expires_at => return Ok(w.expires_at),
+            Some(_) => None,
+            None => Some(self.reserve()?),
+        };
+        let record = Record::Watermark {
+            sub: sub.into(),
+            at: watermark,
+            expires_at,
+        };
+        let applied = self.persist(record, slot).await?;
+        self.metrics.incr(Counter::Watermarks);
+        Ok(match applied {
+            Applied::Watermark(w) => w.expires_at,
+            Applied::Revoked { .. } | Applied::Lifted(_) => expires_at,
+        })
+    }
+
+    /// Admin lift: removes the revocation of `key`, durably before `Ok`.
+    /// `Ok(false)` if there was no live revocation.
+    pub async fn lift(&self, key: RevocationKey) -> Result<bool, StoreError> {
+        self.check_open()?;
+        if self.memory.get(key).is_none() {
+            return Ok(false);
+        }
+        let lifted = matches!(
+            self.persist(Record::Lift { key }, None).await?,
+            Applied::Lifted(true)
+        );
+        if lifted {
+            self.metrics.incr(Counter::Lifted);
+        }
+        Ok(lifted)
+    }
+
+    /// `expires_at` of a live revocation of `key`.
+    pub fn get(&self, key: RevocationKey) -> Option<u64> {
+        self.memory.get(key)
+    }
+
+    /// The live logout-all watermark of `sub` and its `expires_at`.
+    pub fn watermark(&self, sub: &str) -> Option<(u64, u64)> {
+        self.memory.watermark(sub).map(|w| (w.at, w.expires_at))
+    }
+
+    /// Entries held in memory (revocations plus watermarks), including
+    /// revocations being written right now. Expired entries are counted until
+    /// the next housekeeping run (at most about a second).
+    pub fn len(&self) -> u64 {
+        self.memory.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies a record to memory only, without writing it anywhere: for
+    /// records that are already durable elsewhere (another replica's, read
+    /// from the shared store). Never refused for capacity.
+    pub fn apply(&self, record: &Record) {
+        self.memory.apply(record, None);
+    }
+
+    /// Flushes queued writes and closes the durable store (on SIGTERM, after
+    /// draining). Later writes answer [`StoreError::Unavailable`]; checks keep
+    /// answering from memory.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        match &self.backend {
+            Backend::Memory => {}
+            Backend::Local(store) => store.close().await,
+        }
+    }
+
+    /// Runs the in-memory caches' housekeeping now (expired entries leave and
+    /// free capacity). The gateway does it every second on its own; benches
+    /// and tests call it to observe a settled state.
+    pub fn run_pending_tasks(&self) {
+        self.memory.run_pending_tasks();
+    }
+
+    /// Deletes expired records from disk now and returns how many (0 without
+    /// a durable store). Also runs every minute on its own.
+    pub async fn sweep(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Memory => Ok(0),
+            Backend::Local(store) => store.sweep().await,
+        }
+    }
+
+    /// Durable commits made so far (each one fsync, shared by a batch of
+    /// records); 0 without a durable store. For tests and benches.
+    pub fn durable_commits(&self) -> u64 {
+        match &self.backend {
+            Backend::Memory => 0,
+            Backend::Local(store) => store.commits(),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StoreError::Unavailable("the revocation store is closed"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A capacity slot for a new entry; counts and (rate-limited) logs a
+    /// refusal.
+    fn reserve(&self) -> Result<Reservation, StoreError> {
+        self.memory.reserve().inspect_err(|_| {
+            self.metrics.incr(Counter::StoreFull);
+            let now = self.memory.clock().now();
+            let last = self.last_full_alarm.load(Ordering::Acquire);
+            if now >= last.saturating_add(FULL_ALARM_EVERY_SECS)
+                && self
+                    .last_full_alarm
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                tracing::error!(
+                    held = self.memory.len(),
+                    "revocation blocklist full (revocation.capacity): new revocations are refused with 503 until entries expire; raise revocation.capacity"
+                );
+            }
+        })
+    }
+
+    /// Persists `record` per the backend, then applies it to memory.
+    async fn persist(
+        &self,
+        record: Record,
+        slot: Option<Reservation>,
+    ) -> Result<Applied, StoreError> {
+        let result = match &self.backend {
+            Backend::Memory => Ok(self.memory.apply(&record, slot)),
+            Backend::Local(store) => store.write(record, slot).await,
+        };
+        if result.is_err() {
+            self.metrics.incr(Counter::StoreErrors);
+        }
+        result
+    }
+
+    fn housekeeping_tick(&self, tick: u64) {
+        self.memory.run_pending_tasks();
+        if tick % SWEEP_EVERY_TICKS == 0 {
+            if let Backend::Local(store) = &self.backend {
+                store.request_sweep();
+            }
+        }
+    }
+}
+
+/// Runs moka's housekeeping every second and a disk sweep every minute, for
+/// as long as the [`Revocations`] lives.
+async fn housekeeping(revocations: Weak<Revocations>) {
+    let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = 0u64;
+    loop {
+        interval.tick().await;
+        tick += 1;
+        let Some(r) = revocations.upgrade() else {
+            return;
+        };
+        // Expiring many entries at once is CPU work: keep it off the
+        // async workers.
+        let done = tokio::task::spawn_blocking(move || r.housekeeping_tick(tick)).await;
+        if done.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,490 @@
+//! The in-memory blocklist: two moka caches with per-entry expiry and our own
+//! capacity accounting (moka is built without a size bound, so it never
+//! evicts a live revocation).
+//!
+//! - `revoked`: [`RevocationKey`] -> `expires_at`, hashed by [`DigestState`]
+//!   (the key is already a SHA-256 digest, so hashing it again is wasted work).
+//! - `watermarks`: subject (`Box<str>`, looked up by `&str`) -> [`Watermark`].
+//!
+//! Counters (atomics, no lock):
+//! - `used`: entries held in both caches plus slots reserved by revocations
+//!   still on their way to disk. A new entry needs a slot; at `capacity` none
+//!   is given ([`StoreError::Full`]). Slots come back through the caches'
+//!   eviction listeners when an entry expires or is lifted.
+//! - `watermarks_held`: never below the number of watermarks in memory (it
+//!   goes up before the insert and down after the removal), so the hot path can
+//!   skip the subject lookup while there are none.
+
+use super::clock::Clock;
+use super::{Record, RevocationKey, StoreError};
+use moka::notification::RemovalCause;
+use moka::ops::compute::{CompResult, Op};
+use moka::sync::Cache;
+use moka::Expiry;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest time an entry is kept by moka's timer, whatever its `expires_at`
+/// says (an admin may send an absurd one): 100 years keeps moka's internal
+/// instants far from overflow while outliving any process.
+const MAX_ENTRY_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A logout-all record for one subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Watermark {
+    /// Tokens with `iat <= at` are revoked.
+    pub(crate) at: u64,
+    /// UNIX second at which the watermark leaves.
+    pub(crate) expires_at: u64,
+}
+
+/// What applying a record changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// A revocation is in force until this second (the later of the old and
+    /// the new `expires_at`).
+    Revoked { expires_at: u64 },
+    /// The subject's watermark in force after the record.
+    Watermark(Watermark),
+    /// Whether a live revocation was removed.
+    Lifted(bool),
+}
+
+/// One slot of capacity, taken before a new entry is written anywhere. It
+/// goes back by itself when dropped, unless an entry now holds it.
+pub(crate) struct Reservation {
+    used: Arc<AtomicI64>,
+    armed: bool,
+}
+
+impl Reservation {
+    /// The slot now belongs to an entry in the cache.
+    fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.armed {
+            self.used.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Hashes a [`RevocationKey`] by folding its 128 bits to 64. The key is the
+/// head of a SHA-256 digest of a `jti` or token that only the token issuer
+/// chooses, so its bits are already uniform; SipHash on top would cost about
+/// as much as the rest of the lookup.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DigestState;
+
+impl BuildHasher for DigestState {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+/// See [`DigestState`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= (v as u64) ^ ((v >> 64) as u64);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for `RevocationKey` (which hashes as one u128); a
+        // plain FNV-1a keeps any other input well spread.
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Values that carry their own `expires_at`.
+trait ExpiresAt {
+    fn expires_at(&self) -> u64;
+}
+
+impl ExpiresAt for u64 {
+    fn expires_at(&self) -> u64 {
+        *self
+    }
+}
+
+impl ExpiresAt for Watermark {
+    fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}
+
+/// moka per-entry expiry: an entry leaves at its `expires_at`, read against
+/// our clock when it is written (moka then counts down on its own clock).
+struct UntilExpiresAt(Arc<dyn Clock>);
+
+impl UntilExpiresAt {
+    fn remaining(&self, expires_at: u64) -> Duration {
+        Duration::from_secs(expires_at.saturating_sub(self.0.now())).min(MAX_ENTRY_TTL)
+    }
+}
+
+impl<K, V: ExpiresAt> Expiry<K, V> for UntilExpiresAt {
+    fn expire_after_create(&self, _key: &K, value: &V, _created_at: Instant) -> Option<Duration> {
+        Some(self.remaining(value.expires_at()))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &K,
+        value: &V,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.remaining(value.expires_at()))
+    }
+}
+
+/// The in-memory blocklist. Shared (`Arc`) by [`super::Revocations`] and the
+/// durable store's writer thread, which applies records after each commit.
+pub(crate) struct Blocklist {
+    revoked: Cache<RevocationKey, u64, DigestState>,
+    watermarks: Cache<Box<str>, Watermark>,
+    used: Arc<AtomicI64>,
+    watermarks_held: Arc<AtomicI64>,
+    capacity: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl Blocklist {
+    /// An empty blocklist refusing new entries beyond `capacity`.
+    pub(crate) fn new(capacity: u64, clock: Arc<dyn Clock>) -> Self {
+        let used = Arc::new(AtomicI64::new(0));
+        let watermarks_held = Arc::new(AtomicI64::new(0));
+        let u = Arc::clone(&used);
+        let revoked = Cache::builder()
+            .expire_after(UntilExpiresAt(Arc::clone(&clock)))
+            .eviction_listener(move |_k, _v, cause| {
+                release_on_removal(&u, cause);
+            })
+            .build_with_hasher(DigestState);
+        let (u, w) = (Arc::clone(&used), Arc::clone(&watermarks_held));
+        let watermarks = Cache::builder()
+            .expire_after(UntilExpiresAt(Arc::clone(&clock)))
+            .eviction_listener(move |_k, _v, cause| {
+                if release_on_removal(&u, cause) {
+                    w.fetch_sub(1, Ordering::AcqRel);
+                }
+            })
+            .build();
+        Blocklist {
+            revoked,
+            watermarks,
+            used,
+            watermarks_held,
+            capacity,
+            clock,
+        }
+    }
+
+    /// The clock expiry is judged by.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The hot-path check. No lock, no allocation, no I/O; the clock is only
+    /// read when a candidate entry is found.
+    #[inline]
+    pub(crate) fn is_revoked(
+        &self,
+        key: RevocationKey,
+        sub: Option<&str>,
+        iat: Option<u64>,
+    ) -> bool {
+        // `contains_key` does not record a read in moka's policy queues,
+        // unlike `get`: the common miss costs a hash and a table probe.
+        if self.revoked.contains_key(&key) && self.get(key).is_some() {
+            return true;
+        }
+        match sub {
+            Some(sub) if self.watermarks_held.load(Ordering::Acquire) > 0 => {
+                self.watermarks.contains_key(sub)
+                    && self
+                        .watermark(sub)
+                        .is_some_and(|w| iat.is_none_or(|iat| iat <= w.at))
+            }
+            _ => false,
+        }
+    }
+
+    /// `expires_at` of a live revocation.
+    pub(crate) fn get(&self, key: RevocationKey) -> Option<u64> {
+        let now = self.clock.now();
+        self.revoked.get(&key).filter(|exp| now < *exp)
+    }
+
+    /// The live watermark of `sub`.
+    pub(crate) fn watermark(&self, sub: &str) -> Option<Watermark> {
+        let now = self.clock.now();
+        self.watermarks.get(sub).filter(|w| now < w.expires_at)
+    }
+
+    /// Entries held plus slots reserved by writes in flight.
+    pub(crate) fn len(&self) -> u64 {
+        self.used.load(Ordering::Acquire).max(0) as u64
+    }
+
+    /// Takes a capacity slot for a new entry, or `Full`.
+    pub(crate) fn reserve(&self) -> Result<Reservation, StoreError> {
+        if let Some(r) = self.try_reserve() {
+            return Ok(r);
+        }
+        // Expired entries keep their slot until moka's housekeeping removes
+        // them; run it before refusing.
+        self.run_pending_tasks();
+        self.try_reserve().ok_or(StoreError::Full)
+    }
+
+    fn try_reserve(&self) -> Option<Reservation> {
+        let cap = i64::try_from(self.capacity).unwrap_or(i64::MAX);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u < cap).then_some(u + 1)
+            })
+            .ok()
+            .map(|_| Reservation {
+                used: Arc::clone(&self.used),
+                armed: true,
+            })
+    }
+
+    /// A slot taken regardless of capacity: for records that are already
+    /// durable elsewhere (loaded at start, or from a shared store) and must
+    /// never be dropped.
+    fn force_reserve(&self) -> Reservation {
+        self.used.fetch_add(1, Ordering::AcqRel);
+        Reservation {
+            used: Arc::clone(&self.used),
+            armed: true,
+        }
+    }
+
+    /// Applies a record to memory only. A new entry takes `reservation`, or a
+    /// slot beyond capacity when there is none (see [`Self::force_reserve`]).
+    /// Revocations and watermarks only ever move later, never earlier.
+    pub(crate) fn apply(&self, record: &Record, reservation: Option<Reservation>) -> Applied {
+        match record {
+            Record::Revoke { key, expires_at } => {
+                let exp = *expires_at;
+                let slot = reservation.unwrap_or_else(|| self.force_reserve());
+                let result = self.revoked.entry(*key).and_compute_with(|old| match old {
+                    Some(e) if *e.value() >= exp => Op::Nop,
+                    _ => Op::Put(exp),
+                });
+                match result {
+                    CompResult::Inserted(_) => {
+                        slot.keep();
+                        Applied::Revoked { expires_at: exp }
+                    }
+                    CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => Applied::Revoked {
+                        expires_at: e.into_value(),
+                    },
+                    CompResult::StillNone(_) | CompResult::Removed(_) => {
+                        Applied::Revoked { expires_at: exp }
+                    }
+                }
+            }
+            Record::Watermark {
+                sub,
+                at,
+                expires_at,
+            } => {
+                let new = Watermark {
+                    at: *at,
+                    expires_at: *expires_at,
+                };
+                let slot = reservation.unwrap_or_else(|| self.force_reserve());
+                // Counted before the insert so the hot path never skips a
+                // watermark that is in the cache.
+                self.watermarks_held.fetch_add(1, Ordering::AcqRel);
+                let result = self
+                    .watermarks
+                    .entry(sub.clone())
+                    .and_compute_with(|old| match old {
+                        Some(e) => {
+                            let o = *e.value();
+                            let merged = Watermark {
+                                at: o.at.max(new.at),
+                                expires_at: o.expires_at.max(new.expires_at),
+                            };
+                            if merged == o {
+                                Op::Nop
+                            } else {
+                                Op::Put(merged)
+                            }
+                        }
+                        None => Op::Put(new),
+                    });
+                match result {
+                    CompResult::Inserted(_) => {
+                        slot.keep();
+                        Applied::Watermark(new)
+                    }
+                    CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
+                        self.watermarks_held.fetch_sub(1, Ordering::AcqRel);
+                        Applied::Watermark(e.into_value())
+                    }
+                    CompResult::StillNone(_) | CompResult::Removed(_) => {
+                        self.watermarks_held.fetch_sub(1, Ordering::AcqRel);
+                        Applied::Watermark(new)
+                    }
+                }
+            }
+            Record::Lift { key } => {
+                let now = self.clock.now();
+                // The slot comes back through the eviction listener.
+                let removed = self.revoked.remove(key);
+                Applied::Lifted(removed.is_some_and(|exp| now < exp))
+            }
+        }
+    }
+
+    /// Runs moka's pending housekeeping now: expired entries leave and give
+    /// their slots back. The gateway does this every second; tests and
+    /// benches call it to observe a settled state.
+    pub(crate) fn run_pending_tasks(&self) {
+        self.revoked.run_pending_tasks();
+        self.watermarks.run_pending_tasks();
+    }
+
+    /// Whether moka still holds `key` by its own clock (tests only).
+    #[cfg(test)]
+    pub(crate) fn moka_holds(&self, key: RevocationKey) -> bool {
+        self.revoked.contains_key(&key)
+    }
+}
+
+/// Eviction listener: an entry that left (expired or removed) frees its slot.
+/// A replaced value keeps it. moka is built without a size bound, so
+/// `RemovalCause::Size` never happens. Returns whether a slot was freed.
+fn release_on_removal(used: &AtomicI64, cause: RemovalCause) -> bool {
+    match cause {
+        RemovalCause::Expired | RemovalCause::Explicit | RemovalCause::Size => {
+            used.fetch_sub(1, Ordering::AcqRel);
+            true
+        }
+        RemovalCause::Replaced => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revocation::clock::ManualClock;
+
+    const T: u64 = 1_700_000_000;
+
+    fn list(capacity: u64) -> (Blocklist, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(T));
+        (Blocklist::new(capacity, clock.clone()), clock)
+    }
+
+    fn revoke(key: u128, expires_at: u64) -> Record {
+        Record::Revoke {
+            key: RevocationKey(key),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn revoked_key_is_refused_until_expires_at_by_our_clock() {
+        let (b, clock) = list(10);
+        let k = RevocationKey(7);
+        assert!(!b.is_revoked(k, None, None));
+        b.apply(&revoke(7, T + 10), None);
+        assert!(b.is_revoked(k, None, None));
+        assert_eq!(b.get(k), Some(T + 10));
+        clock.set(T + 9);
+        assert!(b.is_revoked(k, None, None));
+        clock.set(T + 10);
+        assert!(!b.is_revoked(k, None, None));
+        assert_eq!(b.get(k), None);
+    }
+
+    #[test]
+    fn revocation_expiry_only_moves_later() {
+        let (b, _) = list(10);
+        b.apply(&revoke(1, T + 100), None);
+        assert_eq!(
+            b.apply(&revoke(1, T + 50), None),
+            Applied::Revoked {
+                expires_at: T + 100
+            }
+        );
+        assert_eq!(b.get(RevocationKey(1)), Some(T + 100));
+        b.apply(&revoke(1, T + 200), None);
+        assert_eq!(b.get(RevocationKey(1)), Some(T + 200));
+        b.run_pending_tasks();
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn reservation_is_returned_when_not_kept() {
+        let (b, _) = list(2);
+        let r = b.reserve().expect("slot");
+        assert_eq!(b.len(), 1);
+        drop(r);
+        assert_eq!(b.len(), 0);
+        // An update of an existing key hands its reservation back.
+        b.apply(&revoke(1, T + 10), None);
+        let r = b.reserve().expect("slot");
+        b.apply(&revoke(1, T + 20), Some(r));
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn lift_frees_the_slot() {
+        let (b, _) = list(1);
+        b.apply(&revoke(1, T + 10), Some(b.reserve().expect("slot")));
+        assert!(matches!(b.reserve(), Err(StoreError::Full)));
+        assert_eq!(
+            b.apply(
+                &Record::Lift {
+                    key: RevocationKey(1)
+                },
+                None
+            ),
+            Applied::Lifted(true)
+        );
+        b.run_pending_tasks();
+        assert_eq!(b.len(), 0);
+        assert!(b.reserve().is_ok());
+        assert_eq!(
+            b.apply(
+                &Record::Lift {
+                    key: RevocationKey(1)
+                },
+                None
+            ),
+            Applied::Lifted(false)
+        );
+    }
+
+    #[test]
+    fn digest_hasher_folds_both_halves() {
+        let h = |k: u128| DigestState.hash_one(RevocationKey(k));
+        // Both halves reach the hash; equal inputs hash equal.
+        assert_ne!(h(0), h(1));
+        assert_ne!(h(0), h(1 << 64));
+        assert_ne!(h(1 << 64), h(2 << 64));
+        assert_eq!(h(5), h(5));
+    }
+}

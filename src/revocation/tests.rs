@@ -1,0 +1,413 @@
+//! Tests of the public [`Revocations`] API, in memory and on disk.
+
+use super::*;
+use crate::config::OnStoreDown;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+const T: u64 = 1_700_000_000;
+const LEEWAY: Duration = Duration::from_secs(30);
+const LIFETIME: Duration = Duration::from_secs(3600);
+const WM_TTL: u64 = 3630;
+
+fn cfg(path: Option<&Path>, capacity: u64) -> RevocationConfig {
+    RevocationConfig {
+        store: StoreKind::Local,
+        path: path.map(Path::to_path_buf),
+        capacity,
+        redis_url: None,
+        redis_prefix: "revgate:".into(),
+        on_store_down: OnStoreDown::Deny,
+    }
+}
+
+fn metrics() -> Arc<Metrics> {
+    Arc::new(Metrics::new(Vec::new()))
+}
+
+async fn open(
+    path: Option<&Path>,
+    capacity: u64,
+    clock: &Arc<ManualClock>,
+) -> (Arc<Revocations>, Arc<Metrics>) {
+    let m = metrics();
+    let r = Revocations::open_with_clock(
+        &cfg(path, capacity),
+        LEEWAY,
+        LIFETIME,
+        Arc::clone(&m),
+        clock.clone(),
+    )
+    .await
+    .expect("open revocation store");
+    (r, m)
+}
+
+fn key(n: u128) -> RevocationKey {
+    RevocationKey::from_jti(&format!("jti-{n}"))
+}
+
+/// A fresh directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "revgate-revocation-{}-{n}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `cond` until it holds or `within` has passed.
+fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn revoke_then_get_and_is_revoked() {
+    let clock = Arc::new(ManualClock::new(T));
+    let (r, m) = open(None, 100, &clock).await;
+    assert!(!r.is_revoked(key(1), Some("alice"), Some(T)));
+    r.revoke(key(1), T + 60).await.expect("revoke");
+    assert!(r.is_revoked(key(1), Some("alice"), Some(T)));
+    assert!(r.is_revoked(key(1), None, None));
+    assert!(!r.is_revoked(key(2), Some("alice"), Some(T)));
+    assert_eq!(r.get(key(1)), Some(T + 60));
+    assert_eq!(r.get(key(2)), None);
+    assert_eq!(r.len(), 1);
+    assert_eq!(m.get(Counter::Revocations), 1);
+    assert!(m.render().contains("revgate_revocation_entries 1"));
+}
+
+#[tokio::test]
+async fn revoke_is_idempotent_and_only_extends() {
+    let clock = Arc::new(ManualClock::new(T));
+    let dir = TempDir::new("idempotent");
+    let (r, m) = open(Some(&dir.0), 100, &clock).await;
+    r.revoke(key(1), T + 60).await.expect("revoke");
+    let commits = r.durable_commits();
+    assert_eq!(commits, 1);
+    r.revoke(key(1), T + 60).await.expect("again");
+    r.revoke(key(1), T + 30).await.expect("earlier");
+    assert_eq!(r.durable_commits(), commits, "no-op revokes skip the disk");
+    assert_eq!(r.get(key(1)), Some(T + 60));
+    r.revoke(key(1), T + 90).await.expect("later");
+    assert_eq!(r.get(key(1)), Some(T + 90));
+    r.run_pending_tasks();
+    assert_eq!(r.len(), 1);
+    assert_eq!(m.get(Counter::Revocations), 2);
+    // An already expired token needs no entry.
+    r.revoke(key(2), T).await.expect("expired");
+    assert_eq!(r.get(key(2)), None);
+    r.close().await;
+}
+
+#[tokio::test]
+async fn lift_removes_a_revocation() {
+    let clock = Arc::new(ManualClock::new(T));
+    let (r, m) = open(None, 100, &clock).await;
+    r.revoke(key(1), T + 60).await.expect("revoke");
+    assert_eq!(r.lift(key(1)).await, Ok(true));
+    assert!(!r.is_revoked(key(1), None, None));
+    assert_eq!(r.get(key(1)), None);
+    assert_eq!(r.lift(key(1)).await, Ok(false));
+    assert_eq!(r.lift(key(9)).await, Ok(false));
+    assert_eq!(m.get(Counter::Lifted), 1);
+    r.run_pending_tasks();
+    assert_eq!(r.len(), 0);
+}
+
+#[tokio::test]
+async fn watermark_revokes_tokens_issued_at_or_before_it() {
+    let clock = Arc::new(ManualClock::new(T));
+    let (r, m) = open(None, 100, &clock).await;
+    let k = key(1);
+    assert_eq!(r.revoke_subject("alice", T).await, Ok(T + WM_TTL));
+    assert!(r.is_revoked(k, Some("alice"), Some(T - 100)));
+    assert!(r.is_revoked(k, Some("alice"), Some(T)), "same second");
+    assert!(!r.is_revoked(k, Some("alice"), Some(T + 1)), "later second");
+    assert!(r.is_revoked(k, Some("alice"), None), "no iat");
+    assert!(
+        !r.is_revoked(k, Some("bob"), Some(T - 100)),
+        "other subject"
+    );
+    assert!(!r.is_revoked(k, None, Some(T - 100)), "no subject");
+    assert_eq!(m.get(Counter::Watermarks), 1);
+
+    // Never lowered: an earlier watermark keeps the later one.
+    assert_eq!(r.revoke_subject("alice", T - 50).await, Ok(T + WM_TTL));
+    assert!(r.is_revoked(k, Some("alice"), Some(T)));
+    assert_eq!(r.watermark("alice"), Some((T, T + WM_TTL)));
+    // Raised by a later one; still one record per subject.
+    assert_eq!(r.revoke_subject("alice", T + 10).await, Ok(T + 10 + WM_TTL));
+    assert!(r.is_revoked(k, Some("alice"), Some(T + 10)));
+    assert!(!r.is_revoked(k, Some("alice"), Some(T + 11)));
+    r.run_pending_tasks();
+    assert_eq!(r.len(), 1);
+}
+
+#[tokio::test]
+async fn entries_leave_at_expires_at_by_the_injected_clock() {
+    let clock = Arc::new(ManualClock::new(T));
+    let (r, _) = open(None, 100, &clock).await;
+    r.revoke(key(1), T + 60).await.expect("revoke");
+    r.revoke_subject("alice", T).await.expect("watermark");
+    clock.set(T + 59);
+    assert!(r.is_revoked(key(1), None, None));
+    clock.set(T + 60);
+    assert!(!r.is_revoked(key(1), None, None));
+    assert_eq!(r.get(key(1)), None);
+    assert_eq!(r.lift(key(1)).await, Ok(false), "nothing live to lift");
+    clock.set(T + WM_TTL - 1);
+    assert!(r.is_revoked(key(2), Some("alice"), Some(T)));
+    clock.set(T + WM_TTL);
+    assert!(!r.is_revoked(key(2), Some("alice"), Some(T)));
+    assert!(!r.is_revoked(key(2), Some("alice"), None));
+}
+
+#[tokio::test]
+async fn moka_drops_expired_entries_and_frees_their_slots() {
+    // Our clock stands still; moka's timer runs on real time.
+    let clock = Arc::new(ManualClock::at_system_time());
+    let now = clock.now();
+    let (r, _) = open(None, 2, &clock).await;
+    r.revoke(key(1), now + 1).await.expect("revoke");
+    r.revoke(key(2), now + 3600).await.expect("revoke");
+    assert_eq!(r.len(), 2);
+    let gone = eventually(Duration::from_secs(10), || {
+        r.run_pending_tasks();
+        !r.memory.moka_holds(key(1)) && r.len() == 1
+    });
+    assert!(gone, "short-lived entry still held: len {}", r.len());
+    assert!(r.memory.moka_holds(key(2)));
+    r.revoke(key(3), now + 3600)
+        .await
+        .expect("slot freed by expiry");
+}
+
+#[tokio::test]
+async fn full_blocklist_refuses_new_entries_and_evicts_nothing() {
+    let clock = Arc::new(ManualClock::new(T));
+    let (r, m) = open(None, 3, &clock).await;
+    for n in 0..3 {
+        r.revoke(key(n), T + 60).await.expect("under capacity");
+    }
+    assert_eq!(r.revoke(key(3), T + 60).await, Err(StoreError::Full));
+    assert_eq!(r.revoke_subject("alice", T).await, Err(StoreError::Full));
+    assert_eq!(m.get(Counter::StoreFull), 2);
+    r.run_pending_tasks();
+    for n in 0..3 {
+        assert!(r.is_revoked(key(n), None, None), "entry {n} was evicted");
+    }
+    assert!(!r.is_revoked(key(3), None, None));
+    assert_eq!(r.len(), 3);
+    // Renewing a held entry needs no new slot.
+    r.revoke(key(0), T + 120).await.expect("extend at capacity");
+    // A lift frees one.
+    assert_eq!(r.lift(key(1)).await, Ok(true));
+    r.revoke(key(3), T + 60).await.expect("slot freed by lift");
+}
+
+#[tokio::test]
+async fn closed_store_refuses_writes_and_keeps_answering() {
+    let clock = Arc::new(ManualClock::new(T));
+    let dir = TempDir::new("closed");
+    let (r, m) = open(Some(&dir.0), 100, &clock).await;
+    r.revoke(key(1), T + 60).await.expect("revoke");
+    r.close().await;
+    assert!(matches!(
+        r.revoke(key(2), T + 60).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        r.lift(key(1)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(!r.is_revoked(key(2), None, None));
+    assert!(r.is_revoked(key(1), None, None));
+    assert_eq!(r.len(), 1, "refused write released its slot");
+    assert_eq!(
+        m.get(Counter::StoreErrors),
+        0,
+        "closed is not a store error"
+    );
+}
+
+#[tokio::test]
+async fn reopen_keeps_revocations_watermarks_and_lifts() {
+    let clock = Arc::new(ManualClock::new(T));
+    let dir = TempDir::new("reopen");
+    let (r, _) = open(Some(&dir.0), 100, &clock).await;
+    for n in 0..5 {
+        r.revoke(key(n), T + 60 + n as u64).await.expect("revoke");
+    }
+    r.revoke_subject("alice", T).await.expect("watermark");
+    r.revoke_subject("alice", T - 10)
+        .await
+        .expect("lower is ignored");
+    assert_eq!(r.lift(key(2)).await, Ok(true));
+    r.close().await;
+    drop(r);
+
+    let (r, _) = open(Some(&dir.0), 100, &clock).await;
+    for n in [0, 1, 3, 4] {
+        assert_eq!(r.get(key(n)), Some(T + 60 + n as u64), "key {n} lost");
+    }
+    assert!(!r.is_revoked(key(2), None, None), "lifted key came back");
+    assert_eq!(r.watermark("alice"), Some((T, T + WM_TTL)));
+    assert!(r.is_revoked(key(9), Some("alice"), Some(T)));
+    assert_eq!(r.len(), 5);
+    r.close().await;
+}
+
+#[tokio::test]
+async fn dropped_without_close_loses_nothing_acknowledged() {
+    let clock = Arc::new(ManualClock::new(T));
+    let dir = TempDir::new("dropped");
+    let (r, _) = open(Some(&dir.0), 100, &clock).await;
+    r.revoke(key(1), T + 60).await.expect("revoke");
+    drop(r);
+    // The writer thread releases the file shortly after the last handle goes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        match Revocations::open_with_clock(
+            &cfg(Some(&dir.0), 100),
+            LEEWAY,
+            LIFETIME,
+            metrics(),
+            clock.clone(),
+        )
+        .await
+        {
+            Ok(r) => break r,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    };
+    assert_eq!(r.get(key(1)), Some(T + 60));
+    r.close().await;
+}
+
+#[tokio::test]
+async fn expired_records_are_not_loaded_and_are_swept_from_disk() {
+    let clock = Arc::new(ManualClock::new(T));
+    let dir = TempDir::new("sweep");
+    let (r, _) = open(Some(&dir.0), 100, &clock).await;
+    r.revoke(key(1), T + 10).await.expect("short");
+    r.revoke(key(2), T + 1000).await.expect("long");
+    r.revoke(key(3), T + 10).await.expect("short");
+    r.revoke(key(3), T + 20)
+        .await
+        .expect("extended (index entry moves)");
+    r.revoke_subject("alice", T).await.expect("watermark");
+    r.close().await;
+    assert_eq!(local::count_on_disk(&dir.0).ok(), Some((3, 1, 4)));
+
+    clock.set(T + 30);
+    let (r, _) = open(Some(&dir.0), 100, &clock).await;
+    assert_eq!(r.get(key(1)), None);
+    assert_eq!(r.get(key(3)), None);
+    assert_eq!(r.get(key(2)), Some(T + 1000));
+    assert_eq!(r.len(), 2, "expired records were loaded");
+    assert_eq!(r.sweep().await, Ok(2));
+    assert_eq!(r.sweep().await, Ok(0));
+    r.close().await;
+    assert_eq!(local::count_on_disk(&dir.0).ok(), Some((1, 1, 2)));
+
+    clock.set(T + WM_TTL);
+    let (r, _) = open(Some(&dir.0), 100, &clock).await;
+    assert_eq!(r.sweep().await, Ok(2), "revocation and watermark");
+    r.close().await;
+    assert_eq!(local::count_on_disk(&dir.0).ok(), Some((0, 0, 0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_revokes_share_commits() {
+    const N: u128 = 256;
+    let clock = Arc::new(ManualClock::new(T));
+    let dir = TempDir::new("group");
+    let (r, m) = open(Some(&dir.0), 1000, &clock).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..N {
+        let r = Arc::clone(&r);
+        tasks.spawn(async move { r.revoke(key(n), T + 60).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert_eq!(done.ok(), Some(Ok(())));
+    }
+    let commits = r.durable_commits();
+    eprintln!("{N} concurrent revokes in {commits} commits");
+    assert!(
+        commits >= 1 && commits < N as u64,
+        "{commits} commits for {N}"
+    );
+    assert_eq!(m.get(Counter::Revocations), N as u64);
+    assert!((0..N).all(|n| r.is_revoked(key(n), None, None)));
+    r.close().await;
+    let (r, _) = open(Some(&dir.0), 1000, &clock).await;
+    assert!((0..N).all(|n| r.is_revoked(key(n), None, None)));
+    r.close().await;
+}
+
+#[tokio::test]
+async fn apply_updates_memory_without_writing_back() {
+    let clock = Arc::new(ManualClock::new(T));
+    let dir = TempDir::new("apply");
+    let (r, _) = open(Some(&dir.0), 1, &clock).await;
+    r.revoke(key(1), T + 60).await.expect("revoke");
+    r.apply(&Record::Revoke {
+        key: key(2),
+        expires_at: T + 60,
+    });
+    assert!(r.is_revoked(key(2), None, None), "applied beyond capacity");
+    assert_eq!(r.durable_commits(), 1);
+    r.apply(&Record::Lift { key: key(2) });
+    assert!(!r.is_revoked(key(2), None, None));
+    r.close().await;
+    assert_eq!(local::count_on_disk(&dir.0).ok(), Some((1, 0, 1)));
+}
+
+#[tokio::test]
+async fn redis_store_is_not_built_yet() {
+    let mut c = cfg(None, 10);
+    c.store = StoreKind::Redis;
+    let r = Revocations::open(&c, LEEWAY, LIFETIME, metrics()).await;
+    assert!(matches!(r, Err(StoreOpenError::RedisNotBuilt)));
+}
+
+#[tokio::test]
+async fn unusable_path_is_an_open_error() {
+    let dir = TempDir::new("file");
+    std::fs::create_dir_all(&dir.0).expect("mkdir");
+    let file = dir.0.join("not-a-dir");
+    std::fs::write(&file, b"x").expect("write");
+    let r = Revocations::open(&cfg(Some(&file), 10), LEEWAY, LIFETIME, metrics()).await;
+    assert!(
+        matches!(r, Err(StoreOpenError::CreateDir { .. })),
+        "{:?}",
+        r.err()
+    );
+}
