@@ -48,6 +48,20 @@
 //! Redis restarted from a snapshot has lost its tail; the keyspace is always
 //! complete. Figures: `cargo bench --bench redis_propagation`.
 //!
+//! Measured (`cargo bench --bench redis_propagation`, loopback Redis 7.0,
+//! 2 shared cores, release build): B's `apply` runs p50 158 us / p99 291 us
+//! after A *calls* `persist`; measured from `persist` *returning* on A it is
+//! p50 -65 us / p99 32 us / max 116 us over 2,000 records (negative: Redis
+//! wakes B's `XREAD` as it answers A, so B usually applies first), and
+//! p99 101 us in a 5,000-record burst. `persist`: about 2,700 records/s
+//! from one writer, 12,800/s from 64 concurrent writers (pipelined on one
+//! connection). A late replica loads 100,000 entries by full resync in
+//! about 0.4 s.
+//!
+//! Requires Redis 6.2 or later (or Valkey): `SET .. EXAT`, `XADD .. MINID`,
+//! `SCAN .. TYPE`. The scripts call `redis.replicate_commands()` where it
+//! exists, so they also replicate correctly on 6.2.
+//!
 //! Nothing read from Redis is trusted (`codec.rs`): a malformed key, value
 //! or log entry is skipped and counted in `Counter::MalformedRecords`.
 //!

@@ -253,6 +253,7 @@ impl Follower {
         let batch = self.store.options.batch.max(1);
         let now = unix_now();
         let mut cursor: u64 = 0;
+        let mut malformed = 0u64;
         loop {
             let scan = redis::cmd("SCAN")
                 .arg(cursor)
@@ -274,11 +275,17 @@ impl Follower {
                     match parse_keyspace(&self.store.prefix, key, &value) {
                         Ok(Some(record)) => self.deliver(record, now),
                         Ok(None) => {}
-                        Err(()) => self.malformed(key, "keyspace"),
+                        Err(()) => {
+                            malformed += 1;
+                            self.malformed(key, "keyspace");
+                        }
                     }
                 }
             }
             if next == 0 {
+                if malformed > 0 {
+                    tracing::warn!(malformed, "full resync skipped malformed records in Redis");
+                }
                 return Ok(());
             }
             cursor = next;
@@ -340,9 +347,10 @@ impl Follower {
         self.store.stats.applied.fetch_add(1, Relaxed);
     }
 
+    /// Counts one malformed record (logged at debug; callers warn once per batch).
     fn malformed(&self, what: &[u8], source: &'static str) {
         self.store.metrics.incr(Counter::MalformedRecords);
-        tracing::warn!(
+        tracing::debug!(
             source,
             key = %String::from_utf8_lossy(&what[..what.len().min(80)]),
             "skipped a malformed revocation record from Redis"

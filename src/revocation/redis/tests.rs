@@ -529,3 +529,55 @@ async fn invalid_records_are_refused_before_any_io() {
     .await
     .unwrap();
 }
+
+/// Writes made while a late replica is scanning the keyspace are not lost:
+/// the replica replays the log from the tail it noted before the scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_during_a_full_resync_are_not_lost() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = store(&server.url()).await;
+    let keys: Vec<RevocationKey> = (0..6000)
+        .map(|i| RevocationKey::from_jti(&format!("busy-{i}")))
+        .collect();
+    for k in &keys[..3000] {
+        a.persist(&RemoteRecord::Revoke {
+            key: *k,
+            expires_at: later(600),
+        })
+        .await
+        .unwrap();
+    }
+    let writer = {
+        let a = a.clone();
+        let rest = keys[3000..].to_vec();
+        tokio::spawn(async move {
+            for k in rest {
+                a.persist(&RemoteRecord::Revoke {
+                    key: k,
+                    expires_at: later(600),
+                })
+                .await
+                .unwrap();
+            }
+        })
+    };
+    // A small batch makes the scan take many round trips, overlapping the writes.
+    let options = RedisOptions {
+        batch: 50,
+        ..RedisOptions::default()
+    };
+    let c = RedisStore::connect_with(&server.url(), "t:", metrics(), options)
+        .await
+        .unwrap();
+    let (on_c, _rx) = follow(&c).await;
+    writer.await.unwrap();
+    assert!(
+        wait_until(WAIT, || keys.iter().all(|k| on_c.revoked(*k))).await,
+        "missing {} of {}",
+        keys.iter().filter(|k| !on_c.revoked(**k)).count(),
+        keys.len()
+    );
+    assert_eq!(c.stats().full_resyncs, 1);
+}
