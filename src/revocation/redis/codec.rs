@@ -46,7 +46,9 @@ pub fn key_for(prefix: &str, record: &RemoteRecord) -> String {
 /// A stream entry id, `ms-seq`, ordered as Redis orders them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamId {
+    /// Milliseconds part (Redis's clock when the entry was added).
     pub ms: u64,
+    /// Sequence within that millisecond.
     pub seq: u64,
 }
 

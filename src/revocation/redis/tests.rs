@@ -581,3 +581,31 @@ async fn writes_during_a_full_resync_are_not_lost() {
     );
     assert_eq!(c.stats().full_resyncs, 1);
 }
+
+/// A write connection killed under us (Redis restarted, `CLIENT KILL`) is
+/// replaced on the next write, which succeeds: no needless 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_write_connection_is_replaced_transparently() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let m = metrics();
+    let a = RedisStore::connect(&server.url(), "t:", m.clone())
+        .await
+        .unwrap();
+    let (_k, r) = revoke("first");
+    a.persist(&r).await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal"])
+        .query(&mut server.connection())
+        .unwrap();
+    assert!(killed >= 1);
+    let (k, r) = revoke("second");
+    a.persist(&r).await.unwrap();
+    assert_eq!(m.get(Counter::StoreErrors), 0);
+    let stored: bool = redis::cmd("EXISTS")
+        .arg(format!("t:rev:{k}"))
+        .query(&mut server.connection())
+        .unwrap();
+    assert!(stored);
+}

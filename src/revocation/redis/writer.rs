@@ -220,18 +220,32 @@ impl Writer {
         };
         invocation.arg(minid).arg(maxlen);
 
-        let (generation, mut conn) = self.connection().await.map_err(to_unavailable)?;
-        let run = invocation.invoke_async::<i64>(&mut conn);
-        match tokio::time::timeout(self.op_timeout * 2, run).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if e.is_unrecoverable_error() || e.is_timeout() => {
-                self.discard(generation);
-                Err(to_unavailable(e))
-            }
-            Ok(Err(e)) => Err(RedisError::Rejected(e.to_string())),
-            Err(_) => {
-                self.discard(generation);
-                Err(RedisError::Unavailable("timed out".into()))
+        // A connection found dead (Redis restarted, connection killed) is
+        // replaced and the write tried once more: the scripts are idempotent,
+        // so even a write that ran but whose answer was lost is safe to
+        // repeat. A timeout is not retried, to keep the caller's wait bounded.
+        let mut retried = false;
+        loop {
+            let (generation, mut conn) = self.connection().await.map_err(to_unavailable)?;
+            let run = invocation.invoke_async::<i64>(&mut conn);
+            match tokio::time::timeout(self.op_timeout * 2, run).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) if e.is_unrecoverable_error() && !e.is_timeout() => {
+                    self.discard(generation);
+                    if retried {
+                        return Err(to_unavailable(e));
+                    }
+                    retried = true;
+                }
+                Ok(Err(e)) if e.is_timeout() => {
+                    self.discard(generation);
+                    return Err(to_unavailable(e));
+                }
+                Ok(Err(e)) => return Err(RedisError::Rejected(e.to_string())),
+                Err(_) => {
+                    self.discard(generation);
+                    return Err(RedisError::Unavailable("timed out".into()));
+                }
             }
         }
     }
