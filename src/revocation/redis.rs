@@ -49,14 +49,15 @@
 //! complete. Figures: `cargo bench --bench redis_propagation`.
 //!
 //! Measured (`cargo bench --bench redis_propagation`, loopback Redis 7.0,
-//! 2 shared cores, release build): B's `apply` runs p50 158 us / p99 291 us
-//! after A *calls* `persist`; measured from `persist` *returning* on A it is
-//! p50 -65 us / p99 32 us / max 116 us over 2,000 records (negative: Redis
-//! wakes B's `XREAD` as it answers A, so B usually applies first), and
-//! p99 101 us in a 5,000-record burst. `persist`: about 2,700 records/s
-//! from one writer, 12,800/s from 64 concurrent writers (pipelined on one
+//! 2 cores shared with other builds, release; ranges over two runs): B's
+//! `apply` runs p50 130-160 us / p99 250-290 us after A *calls* `persist`.
+//! Measured from `persist` *returning* on A, over 2,000 records one at a
+//! time: p50 -65..-57 us, p99 20-32 us, max 62-116 us (negative: Redis wakes
+//! B's `XREAD` as it answers A, so B usually applies first); in a
+//! 5,000-record burst p99 24-101 us. `persist`: 2,700-3,200 records/s from
+//! one writer, 11,300-12,800/s from 64 concurrent writers (pipelined on one
 //! connection). A late replica loads 100,000 entries by full resync in
-//! about 0.4 s.
+//! 0.4-1.2 s.
 //!
 //! Requires Redis 6.2 or later (or Valkey): `SET .. EXAT`, `XADD .. MINID`,
 //! `SCAN .. TYPE`. The scripts call `redis.replicate_commands()` where it
