@@ -1,6 +1,10 @@
 //! The admin listener: health, readiness, Prometheus metrics, and the
 //! revocation admin API.
 
+mod api;
+
+pub use api::AdminApi;
+
 use crate::body::GatewayBody;
 use crate::response::Reject;
 use crate::server::Handler;
@@ -47,12 +51,18 @@ impl Default for Readiness {
 pub struct Admin {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
+    /// `None` when no admin token is configured: `/admin/*` answers 404.
+    api: Option<AdminApi>,
 }
 
 impl Admin {
     /// Builds the admin handler.
-    pub fn new(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Self {
-        Admin { metrics, readiness }
+    pub fn new(metrics: Arc<Metrics>, readiness: Arc<Readiness>, api: Option<AdminApi>) -> Self {
+        Admin {
+            metrics,
+            readiness,
+            api,
+        }
     }
 
     async fn serve(&self, req: Request<Incoming>) -> Result<Response<GatewayBody>, Reject> {
@@ -77,6 +87,10 @@ impl Admin {
                 );
                 resp
             }),
+            p if p.starts_with("/admin/") => match &self.api {
+                Some(api) => api.serve(req).await,
+                None => Err(Reject::NotFound),
+            },
             _ => Err(Reject::NotFound),
         }
     }

@@ -14,7 +14,10 @@ use std::time::Duration;
 pub enum RevokeTarget {
     /// A `jti`, until `expires_at` (UNIX seconds; default: now plus the
     /// longest a token may live, plus leeway).
-    Jti { jti: String, expires_at: Option<u64> },
+    Jti {
+        jti: String,
+        expires_at: Option<u64>,
+    },
     /// A whole token (it must verify).
     Token(String),
     /// Every token of a subject issued up to now.
@@ -49,9 +52,12 @@ pub async fn revoke(
         .unwrap_or_else(|| format!("http://{}", admin.listen));
     let body = match target {
         RevokeTarget::Jti { jti, expires_at } => {
-            let lifetime = config.jwt.as_ref().map_or(Duration::from_secs(86_400), |j| {
-                j.max_token_lifetime + j.leeway
-            });
+            let lifetime = config
+                .jwt
+                .as_ref()
+                .map_or(Duration::from_secs(86_400), |j| {
+                    j.max_token_lifetime + j.leeway
+                });
             let expires_at =
                 expires_at.unwrap_or_else(|| crate::endpoints::unix_now() + lifetime.as_secs());
             serde_json::json!({ "jti": jti, "expires_at": expires_at })

@@ -1,8 +1,10 @@
 //! Assembling the gateway from a config and running it.
 
-use crate::admin::{Admin, Readiness};
+use crate::admin::{Admin, AdminApi, Readiness};
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::revocation::{redis::SyncState, Revocations, StoreOpenError};
 use crate::routes::RouteTable;
 use crate::server::{accept_loop, drain, ConnSettings};
 use crate::telemetry::Metrics;
@@ -18,6 +20,9 @@ pub enum StartError {
     /// The configuration is not usable.
     #[error("config error: {0}")]
     Config(#[from] crate::config::ConfigError),
+    /// The revocation store could not be opened.
+    #[error("{0}")]
+    Store(#[from] StoreOpenError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -33,6 +38,8 @@ pub struct App {
     pub admin: Arc<Admin>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    pub auth: Option<Arc<Authenticator>>,
+    pub revocations: Arc<Revocations>,
 }
 
 impl App {
@@ -40,14 +47,43 @@ impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
         let metrics = Arc::new(Metrics::new(RouteTable::labels(&config.routes)));
         let readiness = Arc::new(Readiness::new());
-        let gateway = Arc::new(Gateway::new(&config, metrics.clone()));
-        let admin = Arc::new(Admin::new(metrics.clone(), readiness.clone()));
+        let auth = match &config.jwt {
+            Some(jwt) => Some(Authenticator::new(jwt).await?),
+            None => None,
+        };
+        let (leeway, lifetime) = config.jwt.as_ref().map_or(
+            (
+                crate::config::DEFAULT_LEEWAY,
+                crate::config::DEFAULT_MAX_TOKEN_LIFETIME,
+            ),
+            |j| (j.leeway, j.max_token_lifetime),
+        );
+        let revocations =
+            Revocations::open(&config.revocation, leeway, lifetime, metrics.clone()).await?;
+        if let Some(state) = revocations.start_sync() {
+            follow_sync_state(state, readiness.clone());
+        }
+        let gateway = Arc::new(Gateway::new(
+            &config,
+            metrics.clone(),
+            auth.clone(),
+            revocations.clone(),
+            readiness.clone(),
+        ));
+        let api = config
+            .admin
+            .as_ref()
+            .and_then(|a| a.token.clone())
+            .map(|token| AdminApi::new(token, auth.clone(), revocations.clone(), leeway.as_secs()));
+        let admin = Arc::new(Admin::new(metrics.clone(), readiness.clone(), api));
         Ok(App {
             config: Arc::new(config),
             gateway,
             admin,
             metrics,
             readiness,
+            auth,
+            revocations,
         })
     }
 
@@ -107,5 +143,30 @@ impl App {
             Ok(graceful) => drain(graceful, self.config.server.shutdown_grace).await,
             Err(_) => tracing::error!("accept loops still hold the shutdown watcher"),
         }
+        self.revocations.close().await;
     }
+}
+
+/// Mirrors the shared store's sync state into readiness: ready only while
+/// `Live` (connected and caught up).
+fn follow_sync_state(
+    mut state: tokio::sync::watch::Receiver<SyncState>,
+    readiness: Arc<Readiness>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let live = matches!(*state.borrow_and_update(), SyncState::Live);
+            if live != readiness.store_ok() {
+                if live {
+                    tracing::info!("shared revocation store live: serving authenticated routes");
+                } else {
+                    tracing::warn!("shared revocation store unreachable or catching up: not ready");
+                }
+            }
+            readiness.set_store_ok(live);
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }

@@ -104,7 +104,10 @@ impl Endpoints {
             .extract(req.headers(), req.uri())?
             .ok_or(Reject::MissingToken)?;
         let claims = self.auth.verify(&token).await?;
-        if self.revocations.is_revoked(claims.revocation_key, claims.sub.as_deref(), claims.iat) {
+        if self
+            .revocations
+            .is_revoked(claims.revocation_key, claims.sub.as_deref(), claims.iat)
+        {
             return Err(Reject::Revoked);
         }
         Ok(claims)

@@ -2,14 +2,18 @@
 //! route -> extract -> verify -> check revocation -> authorize scopes ->
 //! forward -> log.
 
+use crate::admin::Readiness;
+use crate::auth::{Authenticator, Claims};
 use crate::body::GatewayBody;
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, OnStoreDown};
+use crate::endpoints::Endpoints;
 use crate::proxy::Proxy;
 use crate::response::{Cause, Reject};
+use crate::revocation::Revocations;
 use crate::routes::{Route, RouteTable};
 use crate::telemetry::{Metrics, Outcome};
 use hyper::body::Incoming;
-use hyper::header::HeaderName;
+use hyper::header::{HeaderName, AUTHORIZATION};
 use hyper::{Request, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,17 +27,46 @@ pub struct Gateway {
     claim_headers: Box<[HeaderName]>,
     max_header_bytes: usize,
     metrics: Arc<Metrics>,
+    /// Present when the config has a `[jwt]` section.
+    auth: Option<Arc<Authenticator>>,
+    revocations: Arc<Revocations>,
+    /// Logout endpoints; present with `auth`.
+    endpoints: Option<Endpoints>,
+    /// Whether the revocation store is trustworthy right now.
+    readiness: Arc<Readiness>,
+    on_store_down: OnStoreDown,
 }
 
 impl Gateway {
-    /// Builds the gateway state from a validated config.
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
+    /// Builds the gateway state from a validated config and the shared
+    /// verification and revocation state.
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        auth: Option<Arc<Authenticator>>,
+        revocations: Arc<Revocations>,
+        readiness: Arc<Readiness>,
+    ) -> Self {
+        let leeway = config.jwt.as_ref().map_or(0, |j| j.leeway.as_secs());
+        let endpoints = auth.as_ref().map(|a| {
+            Endpoints::new(
+                config.endpoints.clone(),
+                a.clone(),
+                revocations.clone(),
+                leeway,
+            )
+        });
         Gateway {
             routes: RouteTable::new(&config.routes),
             proxy: Proxy::new(&config.server),
             claim_headers: config.claim_headers().into_boxed_slice(),
             max_header_bytes: config.server.max_header_bytes,
             metrics,
+            auth,
+            revocations,
+            endpoints,
+            readiness,
+            on_store_down: config.revocation.on_store_down,
         }
     }
 
@@ -48,6 +81,7 @@ impl Gateway {
         let mut slot = self.metrics.unmatched_slot();
         let result = self.serve(req, peer, &mut slot).await;
         let (resp, outcome) = match result {
+            Ok(resp) if slot == self.metrics.endpoint_slot() => (resp, Outcome::Served),
             Ok(resp) => (resp, Outcome::Forwarded),
             Err(reject) => {
                 log_reject(&reject, peer);
@@ -66,25 +100,84 @@ impl Gateway {
         slot: &mut usize,
     ) -> Result<Response<GatewayBody>, Reject> {
         check_header_size(&req, self.max_header_bytes)?;
+        // The gateway's own endpoints come before routes.
+        if let Some(endpoints) = &self.endpoints {
+            if let Some(endpoint) = endpoints.find(req.uri().path()) {
+                *slot = self.metrics.endpoint_slot();
+                self.store_gate()?;
+                return endpoints.serve(endpoint, req).await;
+            }
+        }
         // Phase: route.
         let route = self.routes.find(req.uri().path()).ok_or(Reject::NoRoute)?;
         *slot = route.index;
-        // Client-sent claim headers never reach an upstream, on any route.
+        // Phases: extract -> verify -> revocation -> scopes.
+        let claims = self.authenticate(&req, route).await?;
+        // Client-sent claim headers never reach an upstream, on any route;
+        // then the verified claims are set.
+        let headers = req.headers_mut();
         for name in self.claim_headers.iter() {
-            req.headers_mut().remove(name);
+            headers.remove(name);
         }
-        self.authenticate(&mut req, route)?;
+        if let Some(claims) = &claims {
+            for (claim, header) in &route.config.forward_claims {
+                if let Some(value) = claims.header_value(claim) {
+                    headers.insert(header.clone(), value);
+                }
+            }
+        }
+        if route.config.auth != AuthMode::None && !route.config.pass_authorization {
+            headers.remove(AUTHORIZATION);
+        }
         // Phase: forward.
         self.proxy.forward(req, &route.config, peer.ip()).await
     }
 
-    /// Phases extract -> verify -> revocation -> scopes, for routes that
-    /// ask for a token.
-    fn authenticate(&self, _req: &mut Request<Incoming>, route: &Route) -> Result<(), Reject> {
-        match route.config.auth {
-            AuthMode::None => Ok(()),
-            AuthMode::Required | AuthMode::Optional => Err(Reject::Internal),
+    /// Extract, verify, check revocation, authorize scopes. `Ok(None)`: an
+    /// open route, or an optional one without a token.
+    async fn authenticate(
+        &self,
+        req: &Request<Incoming>,
+        route: &Route,
+    ) -> Result<Option<Arc<Claims>>, Reject> {
+        let mode = route.config.auth;
+        if mode == AuthMode::None {
+            return Ok(None);
         }
+        let Some(auth) = &self.auth else {
+            // Config validation refuses auth routes without [jwt].
+            return Err(Reject::Internal);
+        };
+        let Some(token) = auth.extract(req.headers(), req.uri())? else {
+            return match mode {
+                AuthMode::Required => Err(Reject::MissingToken),
+                AuthMode::Optional | AuthMode::None => Ok(None),
+            };
+        };
+        self.store_gate()?;
+        let claims = auth.verify(&token).await?;
+        if self
+            .revocations
+            .is_revoked(claims.revocation_key, claims.sub.as_deref(), claims.iat)
+        {
+            return Err(Reject::Revoked);
+        }
+        if !claims.has_scopes(&route.config.scopes) {
+            return Err(Reject::InsufficientScope(route.scope_hint.clone()));
+        }
+        Ok(Some(claims))
+    }
+
+    /// `on_store_down = "deny"`: while the shared store is unreachable or
+    /// catching up, authenticated requests get 503 instead of answers from a
+    /// possibly stale blocklist.
+    fn store_gate(&self) -> Result<(), Reject> {
+        if self.on_store_down == OnStoreDown::Deny && !self.readiness.store_ok() {
+            self.metrics
+                .incr(crate::telemetry::metrics::Counter::StoreDownDenied);
+            return Err(Reject::StoreUnavailable);
+        }
+        Ok(())
     }
 }
 

@@ -12,6 +12,7 @@
 //! | [`proxy`] | the pooled upstream client, header rewriting, upgrades |
 //! | [`response`] | every per-request failure and its one HTTP mapping |
 //! | [`body`] | the response body type (streamed or local) |
+//! | [`endpoints`] | logout, logout-all and RFC 7009 revoke on the main listener |
 //! | [`admin`] | the admin listener: health, readiness, metrics, admin API |
 //! | [`revocation`] | the blocklist: keys, in-memory cache, durable and shared stores |
 //! | [`cli`], [`demo`], [`echo`] | the command line, `revgate demo` and its echo upstream |
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod echo;
+pub mod endpoints;
 pub mod gateway;
 pub mod proxy;
 pub mod response;

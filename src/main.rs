@@ -62,14 +62,21 @@ fn revoke(config: &Config, args: &revgate::cli::RevokeArgs) -> ExitCode {
         eprintln!("revgate: revoke: give one of --jti, --token, --sub");
         return ExitCode::FAILURE;
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("revgate: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(revgate::admin_client::revoke(config, args.admin_url.as_deref(), target)) {
+    match rt.block_on(revgate::admin_client::revoke(
+        config,
+        args.admin_url.as_deref(),
+        target,
+    )) {
         Ok(answer) => {
             println!("{answer}");
             ExitCode::SUCCESS

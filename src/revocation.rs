@@ -54,6 +54,7 @@ mod blocklist;
 mod clock;
 mod key;
 mod local;
+pub mod redis;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use key::{token_fingerprint, RevocationKey};
@@ -105,6 +106,45 @@ pub enum Record {
     },
 }
 
+impl From<redis::RemoteRecord> for Record {
+    fn from(r: redis::RemoteRecord) -> Self {
+        match r {
+            redis::RemoteRecord::Revoke { key, expires_at } => Record::Revoke { key, expires_at },
+            redis::RemoteRecord::Watermark {
+                sub,
+                at,
+                expires_at,
+            } => Record::Watermark {
+                sub: sub.into_boxed_str(),
+                at,
+                expires_at,
+            },
+            redis::RemoteRecord::Lift { key } => Record::Lift { key },
+        }
+    }
+}
+
+impl From<&Record> for redis::RemoteRecord {
+    fn from(r: &Record) -> Self {
+        match r {
+            Record::Revoke { key, expires_at } => redis::RemoteRecord::Revoke {
+                key: *key,
+                expires_at: *expires_at,
+            },
+            Record::Watermark {
+                sub,
+                at,
+                expires_at,
+            } => redis::RemoteRecord::Watermark {
+                sub: sub.to_string(),
+                at: *at,
+                expires_at: *expires_at,
+            },
+            Record::Lift { key } => redis::RemoteRecord::Lift { key: *key },
+        }
+    }
+}
+
 /// Why a revocation could not be recorded. Cheap to build on the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -147,9 +187,9 @@ pub enum StoreOpenError {
     /// The blocking task that opens the store failed.
     #[error("revocation store: the loading task failed: {0}")]
     Task(String),
-    /// `store = "redis"` is configured but that backend is not built yet.
-    #[error("revocation.store = \"redis\" is not available in this build yet; use \"local\"")]
-    RedisNotBuilt,
+    /// The shared store's URL or credentials are unusable.
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// Where records are persisted.
@@ -158,8 +198,9 @@ enum Backend {
     Memory,
     /// redb in `revocation.path`.
     Local(LocalStore),
-    // Issue 5: `Redis(RedisStore)`, persisting records to Redis and feeding
-    // remote ones into `Revocations::apply`.
+    /// Shared through Redis: records are persisted there first, and every
+    /// replica's follower applies them (its own included) to memory.
+    Redis(Arc<redis::RedisStore>),
 }
 
 /// The revocation blocklist of one gateway process.
@@ -205,7 +246,13 @@ impl Revocations {
     ) -> Result<Arc<Revocations>, StoreOpenError> {
         let memory = Arc::new(Blocklist::new(cfg.capacity, clock));
         let backend = match (cfg.store, &cfg.path) {
-            (StoreKind::Redis, _) => return Err(StoreOpenError::RedisNotBuilt),
+            (StoreKind::Redis, _) => {
+                let url = cfg.redis_url.as_deref().unwrap_or_default();
+                let store =
+                    redis::RedisStore::connect(url, &cfg.redis_prefix, Arc::clone(&metrics))
+                        .await?;
+                Backend::Redis(store)
+            }
             (StoreKind::Local, None) => {
                 tracing::warn!(
                     "revocation.path is not set: revocations are kept in memory only and lost on restart"
@@ -255,6 +302,20 @@ impl Revocations {
         }));
         tokio::spawn(housekeeping(Arc::downgrade(&revocations)));
         Ok(revocations)
+    }
+
+    /// With `store = "redis"`: starts the follower that applies every
+    /// replica's records to memory, and returns its state (`Live` once
+    /// caught up). `None` for the local store, which is always in sync.
+    pub fn start_sync(&self) -> Option<tokio::sync::watch::Receiver<redis::SyncState>> {
+        let Backend::Redis(store) = &self.backend else {
+            return None;
+        };
+        let memory = Arc::clone(&self.memory);
+        let apply: Arc<dyn Fn(redis::RemoteRecord) + Send + Sync> = Arc::new(move |remote| {
+            memory.apply(&Record::from(remote), None);
+        });
+        Some(store.spawn_follower(apply))
     }
 
     /// The per-request check: true if `key` is revoked, or `sub` has a live
@@ -371,6 +432,7 @@ impl Revocations {
         match &self.backend {
             Backend::Memory => {}
             Backend::Local(store) => store.close().await,
+            Backend::Redis(store) => store.shutdown(),
         }
     }
 
@@ -385,7 +447,7 @@ impl Revocations {
     /// a durable store). Also runs every minute on its own.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
         match &self.backend {
-            Backend::Memory => Ok(0),
+            Backend::Memory | Backend::Redis(_) => Ok(0),
             Backend::Local(store) => store.sweep().await,
         }
     }
@@ -394,7 +456,7 @@ impl Revocations {
     /// records); 0 without a durable store. For tests and benches.
     pub fn durable_commits(&self) -> u64 {
         match &self.backend {
-            Backend::Memory => 0,
+            Backend::Memory | Backend::Redis(_) => 0,
             Backend::Local(store) => store.commits(),
         }
     }
@@ -437,6 +499,19 @@ impl Revocations {
         let result = match &self.backend {
             Backend::Memory => Ok(self.memory.apply(&record, slot)),
             Backend::Local(store) => store.write(record, slot).await,
+            Backend::Redis(store) => {
+                // Redis first: nothing is acknowledged that replicas cannot
+                // see. The store counts its own failures.
+                return match store.persist(&redis::RemoteRecord::from(&record)).await {
+                    Ok(()) => Ok(self.memory.apply(&record, slot)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "shared revocation store write failed");
+                        Err(StoreError::Unavailable(
+                            "the shared revocation store is unreachable",
+                        ))
+                    }
+                };
+            }
         };
         if result.is_err() {
             self.metrics.incr(Counter::StoreErrors);

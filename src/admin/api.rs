@@ -148,10 +148,9 @@ impl AdminApi {
                 expires_at: None,
                 sub: None,
             } => {
-                let auth = self
-                    .auth
-                    .as_ref()
-                    .ok_or(Reject::BadBody("no [jwt] section: tokens cannot be verified"))?;
+                let auth = self.auth.as_ref().ok_or(Reject::BadBody(
+                    "no [jwt] section: tokens cannot be verified",
+                ))?;
                 let claims = auth
                     .verify(&token)
                     .await
@@ -195,10 +194,9 @@ impl AdminApi {
 
     async fn introspect(&self, req: Request<Incoming>) -> Result<Response<GatewayBody>, Reject> {
         let body: IntrospectBody = read_json(req).await?;
-        let auth = self
-            .auth
-            .as_ref()
-            .ok_or(Reject::BadBody("no [jwt] section: tokens cannot be verified"))?;
+        let auth = self.auth.as_ref().ok_or(Reject::BadBody(
+            "no [jwt] section: tokens cannot be verified",
+        ))?;
         let answer = match auth.verify(&body.token).await {
             Ok(claims) => {
                 let revoked = self.revocations.is_revoked(

@@ -408,9 +408,7 @@ async fn rejections_render_per_rfc6750() {
         hyper::header::AUTHORIZATION,
         "Token abc".parse().expect("value"),
     );
-    let reject = a
-        .extract(&h, &Uri::from_static("/"))
-        .expect_err("rejected");
+    let reject = a.extract(&h, &Uri::from_static("/")).expect_err("rejected");
     assert_eq!(reject.status().as_u16(), 400);
     let resp = reject.into_response();
     let header = resp.headers()[WWW_AUTHENTICATE]

@@ -26,12 +26,18 @@ async fn valid_token_is_forwarded_with_claims() {
     let t = token("alice", "orders:read profile");
     let got = get(
         &gw.url("/api/orders"),
-        &[("authorization", &format!("Bearer {t}")), ("x-auth-subject", "mallory")],
+        &[
+            ("authorization", &format!("Bearer {t}")),
+            ("x-auth-subject", "mallory"),
+        ],
     )
     .await;
     assert_eq!(got.status, StatusCode::OK, "{}", got.body);
     let seen = up.last().headers;
-    assert_eq!(seen["x-auth-subject"], "alice", "spoofed header replaced by the claim");
+    assert_eq!(
+        seen["x-auth-subject"], "alice",
+        "spoofed header replaced by the claim"
+    );
     assert_eq!(seen.get_all("x-auth-subject").iter().count(), 1);
     assert_eq!(seen["x-auth-scope"], "orders:read profile");
     assert_eq!(seen["authorization"], format!("Bearer {t}"));
@@ -41,7 +47,11 @@ async fn valid_token_is_forwarded_with_claims() {
 async fn scheme_is_case_insensitive() {
     let (_up, gw) = setup().await;
     let t = token("alice", "orders:read");
-    let got = get(&gw.url("/api/x"), &[("authorization", &format!("bEaReR {t}"))]).await;
+    let got = get(
+        &gw.url("/api/x"),
+        &[("authorization", &format!("bEaReR {t}"))],
+    )
+    .await;
     assert_eq!(got.status, StatusCode::OK);
 }
 
@@ -66,9 +76,16 @@ async fn malformed_authorization_is_400() {
         t.clone(),
     ] {
         let got = get(&gw.url("/api/orders"), &[("authorization", &bad)]).await;
-        assert_eq!(got.status, StatusCode::BAD_REQUEST, "for {bad:?}: {}", got.body);
+        assert_eq!(
+            got.status,
+            StatusCode::BAD_REQUEST,
+            "for {bad:?}: {}",
+            got.body
+        );
         assert_eq!(got.json()["error"], "invalid_request");
-        assert!(got.header("www-authenticate").contains("error=\"invalid_request\""));
+        assert!(got
+            .header("www-authenticate")
+            .contains("error=\"invalid_request\""));
         assert!(!got.body.contains(&t), "the body never contains the token");
     }
     assert_eq!(up.count(), 0);
@@ -86,7 +103,8 @@ async fn bad_tokens_are_401_invalid_token() {
     .expect("encode");
     let expired = hs256(&json!({"sub": "alice", "scope": "orders:read", "exp": now - 60}));
     let no_exp = hs256(&json!({"sub": "alice", "scope": "orders:read"}));
-    let not_yet = hs256(&json!({"sub": "a", "scope": "orders:read", "exp": now + 600, "nbf": now + 300}));
+    let not_yet =
+        hs256(&json!({"sub": "a", "scope": "orders:read", "exp": now + 600, "nbf": now + 300}));
     // alg "none": header {"alg":"none","typ":"JWT"}, no signature.
     let none = format!(
         "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
@@ -111,8 +129,15 @@ async fn bad_tokens_are_401_invalid_token() {
         let got = get_with(&gw.url("/api/orders"), t).await;
         assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{what}: {}", got.body);
         assert_eq!(got.json()["error"], "invalid_token", "{what}");
-        assert!(got.header("www-authenticate").starts_with("Bearer realm=\"revgate\", error=\"invalid_token\""), "{what}");
-        assert!(!got.body.contains(t), "{what}: body never contains the token");
+        assert!(
+            got.header("www-authenticate")
+                .starts_with("Bearer realm=\"revgate\", error=\"invalid_token\""),
+            "{what}"
+        );
+        assert!(
+            !got.body.contains(t),
+            "{what}: body never contains the token"
+        );
     }
     assert_eq!(up.count(), 0);
 }
@@ -129,7 +154,10 @@ async fn missing_scope_is_403() {
     assert_eq!(got.status, StatusCode::FORBIDDEN);
     assert_eq!(got.json()["error"], "insufficient_scope");
     let h = got.header("www-authenticate");
-    assert!(h.contains("error=\"insufficient_scope\"") && h.contains("scope=\"orders:read\""), "{h}");
+    assert!(
+        h.contains("error=\"insufficient_scope\"") && h.contains("scope=\"orders:read\""),
+        "{h}"
+    );
     assert_eq!(up.count(), 0);
 }
 
@@ -137,7 +165,10 @@ async fn missing_scope_is_403() {
 async fn scp_array_is_accepted() {
     let (_up, gw) = setup().await;
     let t = hs256(&json!({"sub": "a", "scp": ["orders:read"], "exp": now() + 600}));
-    assert_eq!(get_with(&gw.url("/api/orders"), &t).await.status, StatusCode::OK);
+    assert_eq!(
+        get_with(&gw.url("/api/orders"), &t).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -152,7 +183,11 @@ async fn pass_authorization_false_drops_header() {
 async fn cookie_and_query_sources() {
     let (up, gw) = setup().await;
     let t = token("carol", "orders:read");
-    let got = get(&gw.url("/api/x"), &[("cookie", &format!("theme=dark; access_token={t}"))]).await;
+    let got = get(
+        &gw.url("/api/x"),
+        &[("cookie", &format!("theme=dark; access_token={t}"))],
+    )
+    .await;
     assert_eq!(got.status, StatusCode::OK, "{}", got.body);
     assert_eq!(up.last().headers["x-auth-subject"], "carol");
     let got = get(&gw.url(&format!("/api/x?access_token={t}")), &[]).await;
@@ -161,7 +196,10 @@ async fn cookie_and_query_sources() {
     let other = token("dave", "orders:read");
     let got = get(
         &gw.url("/api/x"),
-        &[("authorization", &format!("Bearer {other}")), ("cookie", &format!("access_token={t}"))],
+        &[
+            ("authorization", &format!("Bearer {other}")),
+            ("cookie", &format!("access_token={t}")),
+        ],
     )
     .await;
     assert_eq!(got.status, StatusCode::OK);
@@ -178,5 +216,9 @@ async fn optional_route() {
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(up.last().headers["x-auth-subject"], "erin");
     let got = get_with(&gw.url("/opt/x"), "bad.token.here").await;
-    assert_eq!(got.status, StatusCode::UNAUTHORIZED, "a token that is present must be valid");
+    assert_eq!(
+        got.status,
+        StatusCode::UNAUTHORIZED,
+        "a token that is present must be valid"
+    );
 }

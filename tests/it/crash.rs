@@ -37,8 +37,14 @@ async fn acknowledged_revocations_survive_sigkill() {
     let up = Upstream::echo("up").await;
     let dir = temp_dir("crash");
     let (port, admin_port) = (free_port(), free_port());
-    let cfg = auth_config(&up.url(), &format!("path = {:?}", dir.join("store").display().to_string()))
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{admin_port}\""));
+    let cfg = auth_config(
+        &up.url(),
+        &format!("path = {:?}", dir.join("store").display().to_string()),
+    )
+    .replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{admin_port}\""),
+    );
     let cfg = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{cfg}");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, cfg).expect("write config");
@@ -60,7 +66,13 @@ async fn acknowledged_revocations_survive_sigkill() {
                 let ok = if c % 2 == 0 {
                     let jti = format!("crash-{c}-{n}");
                     let body = json!({"jti": jti, "expires_at": now() + 3600}).to_string();
-                    let got = try_send("POST", &format!("{admin_base}/admin/revocations"), &[("authorization", &auth)], &body).await;
+                    let got = try_send(
+                        "POST",
+                        &format!("{admin_base}/admin/revocations"),
+                        &[("authorization", &auth)],
+                        &body,
+                    )
+                    .await;
                     let ok = got == Some(StatusCode::OK);
                     if ok {
                         acked_jtis.lock().expect("lock").push(jti);
@@ -68,7 +80,13 @@ async fn acknowledged_revocations_survive_sigkill() {
                     ok
                 } else {
                     let t = token(&format!("user-{c}"), "orders:read");
-                    let got = try_send("POST", &format!("{base}/auth/logout"), &[("authorization", &format!("Bearer {t}"))], "").await;
+                    let got = try_send(
+                        "POST",
+                        &format!("{base}/auth/logout"),
+                        &[("authorization", &format!("Bearer {t}"))],
+                        "",
+                    )
+                    .await;
                     let ok = got == Some(StatusCode::OK);
                     if ok {
                         acked_tokens.lock().expect("lock").push(t);
@@ -83,14 +101,21 @@ async fn acknowledged_revocations_survive_sigkill() {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let acked = acked_jtis.lock().expect("lock").len() + acked_tokens.lock().expect("lock").len();
+        let acked =
+            acked_jtis.lock().expect("lock").len() + acked_tokens.lock().expect("lock").len();
         if acked >= kill_after {
             break;
         }
-        assert!(Instant::now() < deadline, "clients made too little progress ({acked} acks)");
+        assert!(
+            Instant::now() < deadline,
+            "clients made too little progress ({acked} acks)"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let killed = Command::new("kill").args(["-KILL", &child.id().to_string()]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let _ = child.wait();
     for c in clients {
@@ -104,30 +129,54 @@ async fn acknowledged_revocations_survive_sigkill() {
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let mut lost = 0;
     for jti in &jtis {
-        let got = send("GET", &format!("{admin_base}/admin/revocations/{jti}"), &[("authorization", &auth)], "").await;
+        let got = send(
+            "GET",
+            &format!("{admin_base}/admin/revocations/{jti}"),
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
         if got.status != StatusCode::OK {
             lost += 1;
         }
     }
     for t in &tokens {
-        let got = get(&format!("{base}/api/x"), &[("authorization", &format!("Bearer {t}"))]).await;
+        let got = get(
+            &format!("{base}/api/x"),
+            &[("authorization", &format!("Bearer {t}"))],
+        )
+        .await;
         if got.status != StatusCode::UNAUTHORIZED {
             lost += 1;
         }
     }
-    let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
     let _ = child.wait();
-    eprintln!("crash test: {} acknowledged revocations checked, {lost} lost", jtis.len() + tokens.len());
+    eprintln!(
+        "crash test: {} acknowledged revocations checked, {lost} lost",
+        jtis.len() + tokens.len()
+    );
     assert_eq!(lost, 0, "acknowledged revocations lost after SIGKILL");
 }
 
 /// Like `send`, but a transport error (the gateway was killed) is `None`.
-async fn try_send(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Option<StatusCode> {
+async fn try_send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<StatusCode> {
     let mut b = hyper::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let req = b.body(http_body_util::Full::new(bytes::Bytes::from(body.to_string()))).ok()?;
+    let req = b
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .ok()?;
     let resp = client().request(req).await.ok()?;
     Some(resp.status())
 }

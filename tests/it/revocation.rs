@@ -24,7 +24,10 @@ async fn logout_revokes_this_token_everywhere() {
     let jti = unique("j");
     let t = hs256(&claims("alice", &jti, "orders:read"));
     let other = token("alice", "orders:read");
-    assert_eq!(get_with(&gw.url("/api/orders"), &t).await.status, StatusCode::OK);
+    assert_eq!(
+        get_with(&gw.url("/api/orders"), &t).await.status,
+        StatusCode::OK
+    );
 
     let got = post_with(&gw.url("/auth/logout"), &t).await;
     assert_eq!(got.status, StatusCode::OK, "{}", got.body);
@@ -39,7 +42,10 @@ async fn logout_revokes_this_token_everywhere() {
     assert_revoked(&post_with(&gw.url("/auth/logout"), &t).await);
     assert_revoked(&post_with(&gw.url("/auth/logout-all"), &t).await);
     // Another token of the same subject is unaffected.
-    assert_eq!(get_with(&gw.url("/api/orders"), &other).await.status, StatusCode::OK);
+    assert_eq!(
+        get_with(&gw.url("/api/orders"), &other).await.status,
+        StatusCode::OK
+    );
     // The open route never looks at tokens.
     assert_eq!(get_with(&gw.url("/open"), &t).await.status, StatusCode::OK);
 }
@@ -47,8 +53,14 @@ async fn logout_revokes_this_token_everywhere() {
 #[tokio::test]
 async fn logout_needs_a_valid_token_and_post() {
     let (_up, gw) = setup().await;
-    assert_eq!(send("POST", &gw.url("/auth/logout"), &[], "").await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(post_with(&gw.url("/auth/logout"), "x.y.z").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send("POST", &gw.url("/auth/logout"), &[], "").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post_with(&gw.url("/auth/logout"), "x.y.z").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let got = get_with(&gw.url("/auth/logout"), &token("a", "")).await;
     assert_eq!(got.status, StatusCode::METHOD_NOT_ALLOWED);
 }
@@ -68,7 +80,9 @@ async fn logout_all_revokes_every_token_of_the_subject() {
     let (_up, gw) = setup().await;
     let a1 = token("carol", "orders:read");
     let a2 = token("carol", "orders:read");
-    let no_iat = hs256(&json!({"sub": "carol", "jti": unique("j"), "scope": "orders:read", "exp": now() + 600}));
+    let no_iat = hs256(
+        &json!({"sub": "carol", "jti": unique("j"), "scope": "orders:read", "exp": now() + 600}),
+    );
     let other = token("dan", "orders:read");
     let got = post_with(&gw.url("/auth/logout-all"), &a1).await;
     assert_eq!(got.status, StatusCode::OK, "{}", got.body);
@@ -80,11 +94,21 @@ async fn logout_all_revokes_every_token_of_the_subject() {
     assert_revoked(&get_with(&gw.url("/api/x"), &a1).await);
     assert_revoked(&get_with(&gw.url("/api/x"), &a2).await);
     assert_revoked(&get_with(&gw.url("/api/x"), &no_iat).await);
-    assert_eq!(get_with(&gw.url("/api/x"), &other).await.status, StatusCode::OK);
+    assert_eq!(
+        get_with(&gw.url("/api/x"), &other).await.status,
+        StatusCode::OK
+    );
     // A token issued in a later second is accepted.
-    let later = hs256(&json!({"sub": "carol", "jti": unique("j"), "scope": "orders:read", "iat": before + 1, "exp": now() + 600}));
-    assert_eq!(get_with(&gw.url("/api/x"), &later).await.status, StatusCode::OK);
-    let same_second = hs256(&json!({"sub": "carol", "jti": unique("j"), "scope": "orders:read", "iat": before, "exp": now() + 600}));
+    let later = hs256(
+        &json!({"sub": "carol", "jti": unique("j"), "scope": "orders:read", "iat": before + 1, "exp": now() + 600}),
+    );
+    assert_eq!(
+        get_with(&gw.url("/api/x"), &later).await.status,
+        StatusCode::OK
+    );
+    let same_second = hs256(
+        &json!({"sub": "carol", "jti": unique("j"), "scope": "orders:read", "iat": before, "exp": now() + 600}),
+    );
     assert_revoked(&get_with(&gw.url("/api/x"), &same_second).await);
 }
 
@@ -93,7 +117,13 @@ async fn rfc7009_revoke_endpoint() {
     let (_up, gw) = setup().await;
     let t = token("erin", "orders:read");
     let form = [("content-type", "application/x-www-form-urlencoded")];
-    let got = send("POST", &gw.url("/auth/revoke"), &form, &format!("token={t}&token_type_hint=access_token")).await;
+    let got = send(
+        "POST",
+        &gw.url("/auth/revoke"),
+        &form,
+        &format!("token={t}&token_type_hint=access_token"),
+    )
+    .await;
     assert_eq!(got.status, StatusCode::OK);
     assert!(got.body.is_empty());
     assert_revoked(&get_with(&gw.url("/api/x"), &t).await);
@@ -103,7 +133,13 @@ async fn rfc7009_revoke_endpoint() {
         assert_eq!(got.status, StatusCode::OK, "{body}");
     }
     // No token parameter: 400 invalid_request.
-    let got = send("POST", &gw.url("/auth/revoke"), &form, "token_type_hint=access_token").await;
+    let got = send(
+        "POST",
+        &gw.url("/auth/revoke"),
+        &form,
+        "token_type_hint=access_token",
+    )
+    .await;
     assert_eq!(got.status, StatusCode::BAD_REQUEST);
     assert_eq!(got.json()["error"], "invalid_request");
 }
@@ -120,10 +156,24 @@ async fn forged_token_sent_to_revoke_changes_nothing() {
     )
     .expect("encode");
     let form = [("content-type", "application/x-www-form-urlencoded")];
-    let got = send("POST", &gw.url("/auth/revoke"), &form, &format!("token={forged}")).await;
+    let got = send(
+        "POST",
+        &gw.url("/auth/revoke"),
+        &form,
+        &format!("token={forged}"),
+    )
+    .await;
     assert_eq!(got.status, StatusCode::OK);
-    assert_eq!(admin(&gw, "GET", &format!("/admin/revocations/{jti}"), "").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(get_with(&gw.url("/api/x"), &real).await.status, StatusCode::OK);
+    assert_eq!(
+        admin(&gw, "GET", &format!("/admin/revocations/{jti}"), "")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get_with(&gw.url("/api/x"), &real).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -140,7 +190,10 @@ async fn admin_api_requires_the_admin_token() {
     .await;
     assert_eq!(got.status, StatusCode::UNAUTHORIZED);
     // Health and metrics stay open.
-    assert_eq!(get(&gw.admin_url("/healthz"), &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        get(&gw.admin_url("/healthz"), &[]).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -148,8 +201,16 @@ async fn admin_api_without_configured_token_is_404() {
     let up = Upstream::echo("up").await;
     let cfg = auth_config(&up.url(), "").replace(&format!("token = \"{ADMIN_TOKEN}\"\n"), "");
     let gw = Gateway::start(&cfg).await;
-    assert_eq!(admin(&gw, "GET", "/admin/revocations/x", "").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(admin(&gw, "POST", "/admin/revocations", "{\"sub\":\"a\"}").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        admin(&gw, "GET", "/admin/revocations/x", "").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        admin(&gw, "POST", "/admin/revocations", "{\"sub\":\"a\"}")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -158,7 +219,13 @@ async fn admin_revoke_get_lift_by_jti() {
     let jti = unique("adm");
     let t = hs256(&claims("gina", &jti, "orders:read"));
     let exp = now() + 3600;
-    let got = admin(&gw, "POST", "/admin/revocations", &json!({"jti": jti, "expires_at": exp}).to_string()).await;
+    let got = admin(
+        &gw,
+        "POST",
+        "/admin/revocations",
+        &json!({"jti": jti, "expires_at": exp}).to_string(),
+    )
+    .await;
     assert_eq!(got.status, StatusCode::OK, "{}", got.body);
     assert_revoked(&get_with(&gw.url("/api/x"), &t).await);
     let got = admin(&gw, "GET", &format!("/admin/revocations/{jti}"), "").await;
@@ -167,23 +234,52 @@ async fn admin_revoke_get_lift_by_jti() {
     let got = admin(&gw, "DELETE", &format!("/admin/revocations/{jti}"), "").await;
     assert_eq!(got.status, StatusCode::NO_CONTENT);
     assert_eq!(get_with(&gw.url("/api/x"), &t).await.status, StatusCode::OK);
-    assert_eq!(admin(&gw, "GET", &format!("/admin/revocations/{jti}"), "").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(admin(&gw, "DELETE", &format!("/admin/revocations/{jti}"), "").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        admin(&gw, "GET", &format!("/admin/revocations/{jti}"), "")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        admin(&gw, "DELETE", &format!("/admin/revocations/{jti}"), "")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn admin_revoke_by_token_and_by_sub() {
     let (_up, gw) = setup().await;
     let t = token("hank", "orders:read");
-    let got = admin(&gw, "POST", "/admin/revocations", &json!({"token": t}).to_string()).await;
+    let got = admin(
+        &gw,
+        "POST",
+        "/admin/revocations",
+        &json!({"token": t}).to_string(),
+    )
+    .await;
     assert_eq!(got.status, StatusCode::OK, "{}", got.body);
     assert_revoked(&get_with(&gw.url("/api/x"), &t).await);
     let t2 = token("ivy", "orders:read");
-    let got = admin(&gw, "POST", "/admin/revocations", &json!({"sub": "ivy"}).to_string()).await;
+    let got = admin(
+        &gw,
+        "POST",
+        "/admin/revocations",
+        &json!({"sub": "ivy"}).to_string(),
+    )
+    .await;
     assert_eq!(got.status, StatusCode::OK, "{}", got.body);
     assert_revoked(&get_with(&gw.url("/api/x"), &t2).await);
     // Bad bodies.
-    for bad in ["", "{}", "not json", "{\"jti\":\"x\"}", "{\"jti\":\"x\",\"expires_at\":1}", "{\"token\":\"a.b.c\"}"] {
+    for bad in [
+        "",
+        "{}",
+        "not json",
+        "{\"jti\":\"x\"}",
+        "{\"jti\":\"x\",\"expires_at\":1}",
+        "{\"token\":\"a.b.c\"}",
+    ] {
         let got = admin(&gw, "POST", "/admin/revocations", bad).await;
         assert_eq!(got.status, StatusCode::BAD_REQUEST, "{bad:?}: {}", got.body);
     }
@@ -194,7 +290,13 @@ async fn admin_introspect() {
     let (_up, gw) = setup().await;
     let jti = unique("intro");
     let t = hs256(&claims("jill", &jti, "orders:read"));
-    let got = admin(&gw, "POST", "/admin/introspect", &json!({"token": t}).to_string()).await;
+    let got = admin(
+        &gw,
+        "POST",
+        "/admin/introspect",
+        &json!({"token": t}).to_string(),
+    )
+    .await;
     assert_eq!(got.status, StatusCode::OK);
     let body = got.json();
     assert_eq!(body["active"], true);
@@ -202,10 +304,24 @@ async fn admin_introspect() {
     assert_eq!(body["sub"], "jill");
     assert_eq!(body["jti"], jti.as_str());
     post_with(&gw.url("/auth/logout"), &t).await;
-    let body = admin(&gw, "POST", "/admin/introspect", &json!({"token": t}).to_string()).await.json();
+    let body = admin(
+        &gw,
+        "POST",
+        "/admin/introspect",
+        &json!({"token": t}).to_string(),
+    )
+    .await
+    .json();
     assert_eq!(body["active"], false);
     assert_eq!(body["revoked"], true);
-    let body = admin(&gw, "POST", "/admin/introspect", &json!({"token": "x.y.z"}).to_string()).await.json();
+    let body = admin(
+        &gw,
+        "POST",
+        "/admin/introspect",
+        &json!({"token": "x.y.z"}).to_string(),
+    )
+    .await
+    .json();
     assert_eq!(body["active"], false);
 }
 
@@ -213,15 +329,31 @@ async fn admin_introspect() {
 async fn revocations_expire_with_the_token() {
     let (_up, gw) = setup().await;
     let jti = unique("short");
-    let t = hs256(&json!({"sub": "kim", "jti": jti, "scope": "orders:read", "iat": now(), "exp": now() + 2}));
+    let t = hs256(
+        &json!({"sub": "kim", "jti": jti, "scope": "orders:read", "iat": now(), "exp": now() + 2}),
+    );
     let got = post_with(&gw.url("/auth/logout"), &t).await;
     assert_eq!(got.status, StatusCode::OK, "{}", got.body);
-    assert_eq!(admin(&gw, "GET", &format!("/admin/revocations/{jti}"), "").await.status, StatusCode::OK);
-    eventually("the revocation leaves at exp", Duration::from_secs(10), || {
-        let gw = &gw;
-        let jti = jti.clone();
-        async move { admin(gw, "GET", &format!("/admin/revocations/{jti}"), "").await.status == StatusCode::NOT_FOUND }
-    })
+    assert_eq!(
+        admin(&gw, "GET", &format!("/admin/revocations/{jti}"), "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    eventually(
+        "the revocation leaves at exp",
+        Duration::from_secs(10),
+        || {
+            let gw = &gw;
+            let jti = jti.clone();
+            async move {
+                admin(gw, "GET", &format!("/admin/revocations/{jti}"), "")
+                    .await
+                    .status
+                    == StatusCode::NOT_FOUND
+            }
+        },
+    )
     .await;
 }
 
@@ -231,7 +363,10 @@ async fn full_blocklist_refuses_instead_of_forgetting() {
     let gw = Gateway::start(&auth_config(&up.url(), "capacity = 3")).await;
     let tokens: Vec<String> = (0..4).map(|_| token("lee", "orders:read")).collect();
     for t in &tokens[..3] {
-        assert_eq!(post_with(&gw.url("/auth/logout"), t).await.status, StatusCode::OK);
+        assert_eq!(
+            post_with(&gw.url("/auth/logout"), t).await.status,
+            StatusCode::OK
+        );
     }
     let got = post_with(&gw.url("/auth/logout"), &tokens[3]).await;
     assert_eq!(got.status, StatusCode::SERVICE_UNAVAILABLE, "{}", got.body);
@@ -240,29 +375,59 @@ async fn full_blocklist_refuses_instead_of_forgetting() {
         assert_revoked(&get_with(&gw.url("/api/x"), t).await);
     }
     let metrics = get(&gw.admin_url("/metrics"), &[]).await.body;
-    assert!(metrics.contains("revgate_revocation_store_full_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("revgate_revocation_store_full_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn restart_keeps_revocations_and_lifts() {
     let up = Upstream::echo("up").await;
     let dir = temp_dir("restart");
-    let cfg = auth_config(&up.url(), &format!("path = {:?}", dir.join("store").display().to_string()));
+    let cfg = auth_config(
+        &up.url(),
+        &format!("path = {:?}", dir.join("store").display().to_string()),
+    );
     let revoked = token("max", "orders:read");
     let lifted_jti = unique("lift");
     let lifted = hs256(&claims("max", &lifted_jti, "orders:read"));
     let watermarked = token("nina", "orders:read");
     {
         let mut gw = Gateway::start(&cfg).await;
-        assert_eq!(post_with(&gw.url("/auth/logout"), &revoked).await.status, StatusCode::OK);
-        assert_eq!(post_with(&gw.url("/auth/logout"), &lifted).await.status, StatusCode::OK);
-        assert_eq!(post_with(&gw.url("/auth/logout-all"), &watermarked).await.status, StatusCode::OK);
-        assert_eq!(admin(&gw, "DELETE", &format!("/admin/revocations/{lifted_jti}"), "").await.status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            post_with(&gw.url("/auth/logout"), &revoked).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            post_with(&gw.url("/auth/logout"), &lifted).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            post_with(&gw.url("/auth/logout-all"), &watermarked)
+                .await
+                .status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            admin(
+                &gw,
+                "DELETE",
+                &format!("/admin/revocations/{lifted_jti}"),
+                ""
+            )
+            .await
+            .status,
+            StatusCode::NO_CONTENT
+        );
         gw.shutdown();
         let _ = (&mut gw.task).await;
     }
     let gw = Gateway::start(&cfg).await;
     assert_revoked(&get_with(&gw.url("/api/x"), &revoked).await);
     assert_revoked(&get_with(&gw.url("/api/x"), &watermarked).await);
-    assert_eq!(get_with(&gw.url("/api/x"), &lifted).await.status, StatusCode::OK);
+    assert_eq!(
+        get_with(&gw.url("/api/x"), &lifted).await.status,
+        StatusCode::OK
+    );
 }
