@@ -98,7 +98,7 @@ async fn bad_tokens_are_401_invalid_token() {
     let wrong_key = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims("alice", "j1", "orders:read"),
-        &jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-123"),
+        &jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-123").expect("key"),
     )
     .expect("encode");
     let expired = hs256(&json!({"sub": "alice", "scope": "orders:read", "exp": now - 60}));
@@ -113,7 +113,7 @@ async fn bad_tokens_are_401_invalid_token() {
     let hs384 = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS384),
         &claims("alice", "j2", "orders:read"),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).expect("key"),
     )
     .expect("encode");
     for (what, t) in [
@@ -124,7 +124,8 @@ async fn bad_tokens_are_401_invalid_token() {
         ("alg none", none.as_str()),
         ("alg not allowed", hs384.as_str()),
         ("garbage", "not.a.jwt"),
-        ("bad base64", "@@@.@@@.@@@"),
+        ("bad base64", "e30.e30.a~b"),
+        ("bad json", "YWJj.YWJj.YWJj"),
     ] {
         let got = get_with(&gw.url("/api/orders"), t).await;
         assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{what}: {}", got.body);
