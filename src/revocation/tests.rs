@@ -391,11 +391,12 @@ async fn apply_updates_memory_without_writing_back() {
 }
 
 #[tokio::test]
-async fn redis_store_is_not_built_yet() {
+async fn redis_store_with_unusable_url_is_an_open_error() {
     let mut c = cfg(None, 10);
     c.store = StoreKind::Redis;
+    c.redis_url = Some("redis://".into());
     let r = Revocations::open(&c, LEEWAY, LIFETIME, metrics()).await;
-    assert!(matches!(r, Err(StoreOpenError::RedisNotBuilt)));
+    assert!(matches!(r, Err(StoreOpenError::Redis(_))), "{:?}", r.err());
 }
 
 #[tokio::test]
