@@ -5,5 +5,6 @@ mod auth;
 mod cli;
 mod crash;
 mod proxy;
+mod replicas;
 mod revocation;
 mod support;
