@@ -1,0 +1,124 @@
+//! Setup through the gateway's admin API (SPEC §6): revocations are made
+//! with `POST /admin/revocations`, exactly as an operator would.
+//!
+//! Going through HTTP keeps the bench independent of the library's internals;
+//! a bulk-insert library call would make the 1M pre-load faster.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio::net::TcpStream;
+
+/// Admin connections used for a bulk pre-load.
+const PRELOAD_CONNECTIONS: u64 = 16;
+
+/// Revokes one `jti` until `expires_at` (UNIX seconds).
+pub async fn revoke(
+    admin: SocketAddr,
+    token: &str,
+    jti: &str,
+    expires_at: u64,
+) -> Result<(), String> {
+    let mut conn = AdminConn::open(admin, token).await?;
+    conn.revoke(jti, expires_at).await
+}
+
+/// Revokes `count` distinct jtis (`bench-revoked-0`, ...), over several
+/// keep-alive connections, stopping at the first refusal.
+pub async fn revoke_many(
+    admin: SocketAddr,
+    token: &str,
+    count: u64,
+    expires_at: u64,
+) -> Result<(), String> {
+    let started = Instant::now();
+    eprintln!("  setup: revoking {count} jtis through POST /admin/revocations ...");
+    let tasks: Vec<_> = (0..PRELOAD_CONNECTIONS)
+        .map(|lane| {
+            let token = token.to_string();
+            tokio::spawn(async move {
+                let mut conn = AdminConn::open(admin, &token).await?;
+                let mut i = lane;
+                while i < count {
+                    conn.revoke(&format!("bench-revoked-{i}"), expires_at)
+                        .await?;
+                    i += PRELOAD_CONNECTIONS;
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .map_err(|e| format!("setup task failed: {e}"))??;
+    }
+    eprintln!(
+        "  setup: {count} revocations in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One keep-alive connection to the admin listener.
+struct AdminConn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: HeaderValue,
+    auth: HeaderValue,
+}
+
+impl AdminConn {
+    async fn open(admin: SocketAddr, token: &str) -> Result<AdminConn, String> {
+        let stream = TcpStream::connect(admin)
+            .await
+            .map_err(|e| format!("admin {admin}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("admin {admin}: {e}"))?;
+        tokio::spawn(conn);
+        Ok(AdminConn {
+            sender,
+            host: HeaderValue::from_str(&admin.to_string()).map_err(|e| e.to_string())?,
+            auth: HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?,
+        })
+    }
+
+    async fn revoke(&mut self, jti: &str, expires_at: u64) -> Result<(), String> {
+        let body = serde_json::json!({ "jti": jti, "expires_at": expires_at }).to_string();
+        let mut req = Request::new(Full::new(Bytes::from(body)));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = hyper::Uri::from_static("/admin/revocations");
+        let headers = req.headers_mut();
+        headers.insert(HOST, self.host.clone());
+        headers.insert(AUTHORIZATION, self.auth.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| format!("admin connection: {e}"))?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("POST /admin/revocations: {e}"))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("POST /admin/revocations: {e}"))?
+            .to_bytes();
+        if status != StatusCode::OK {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            return Err(format!(
+                "POST /admin/revocations answered {status}: {}",
+                text.trim()
+            ));
+        }
+        Ok(())
+    }
+}
