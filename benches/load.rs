@@ -226,6 +226,7 @@ fn run_scenario(
     let app = app.map_err(|e| format!("gateway start: {e}"))?;
     let gateway_addr = main.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+    let revocations = app.revocations.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = server_rt.spawn(app.run(main, Some(admin), async move {
         let _ = stopped.await;
@@ -236,6 +237,7 @@ fn run_scenario(
             let ctx = SetupCtx {
                 env,
                 admin: admin_addr,
+                revocations: revocations.clone(),
             };
             client_rt
                 .block_on(setup(ctx))

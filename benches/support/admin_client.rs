@@ -1,8 +1,8 @@
 //! Setup through the gateway's admin API (SPEC §6): revocations are made
 //! with `POST /admin/revocations`, exactly as an operator would.
 //!
-//! Going through HTTP keeps the bench independent of the library's internals;
-//! a bulk-insert library call would make the 1M pre-load faster.
+//! The 1M pre-load goes straight into the blocklist instead (see
+//! `scenarios.rs`): a million HTTP calls would only slow the setup.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -10,11 +10,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::time::Instant;
 use tokio::net::TcpStream;
-
-/// Admin connections used for a bulk pre-load.
-const PRELOAD_CONNECTIONS: u64 = 16;
 
 /// Revokes one `jti` until `expires_at` (UNIX seconds).
 pub async fn revoke(
@@ -25,42 +21,6 @@ pub async fn revoke(
 ) -> Result<(), String> {
     let mut conn = AdminConn::open(admin, token).await?;
     conn.revoke(jti, expires_at).await
-}
-
-/// Revokes `count` distinct jtis (`bench-revoked-0`, ...), over several
-/// keep-alive connections, stopping at the first refusal.
-pub async fn revoke_many(
-    admin: SocketAddr,
-    token: &str,
-    count: u64,
-    expires_at: u64,
-) -> Result<(), String> {
-    let started = Instant::now();
-    eprintln!("  setup: revoking {count} jtis through POST /admin/revocations ...");
-    let tasks: Vec<_> = (0..PRELOAD_CONNECTIONS)
-        .map(|lane| {
-            let token = token.to_string();
-            tokio::spawn(async move {
-                let mut conn = AdminConn::open(admin, &token).await?;
-                let mut i = lane;
-                while i < count {
-                    conn.revoke(&format!("bench-revoked-{i}"), expires_at)
-                        .await?;
-                    i += PRELOAD_CONNECTIONS;
-                }
-                Ok::<(), String>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await
-            .map_err(|e| format!("setup task failed: {e}"))??;
-    }
-    eprintln!(
-        "  setup: {count} revocations in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
 /// One keep-alive connection to the admin listener.

@@ -10,16 +10,6 @@ async fn setup() -> (Upstream, Gateway) {
     (up, gw)
 }
 
-fn assert_invalid_token(got: &Got, description: &str) {
-    assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{}", got.body);
-    assert_eq!(got.json()["error"], "invalid_token");
-    assert_eq!(got.json()["error_description"], description);
-    assert_eq!(
-        got.header("www-authenticate"),
-        format!("Bearer realm=\"revgate\", error=\"invalid_token\", error_description=\"{description}\"")
-    );
-}
-
 #[tokio::test]
 async fn valid_token_is_forwarded_with_claims() {
     let (up, gw) = setup().await;
