@@ -55,7 +55,9 @@ upstream = "http://{upstream}"
 }
 
 async fn gateway(redis_url: &str, upstream: SocketAddr) -> SocketAddr {
-    let app = App::build(config(redis_url, upstream)).await.expect("gateway");
+    let app = App::build(config(redis_url, upstream))
+        .await
+        .expect("gateway");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let readiness = app.readiness.clone();
@@ -69,7 +71,10 @@ async fn gateway(redis_url: &str, upstream: SocketAddr) -> SocketAddr {
 }
 
 /// A keep-alive HTTP/1.1 connection.
-struct Conn(hyper::client::conn::http1::SendRequest<Empty<Bytes>>);
+struct Conn(
+    hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    SocketAddr,
+);
 
 impl Conn {
     async fn open(addr: SocketAddr) -> Conn {
@@ -79,7 +84,7 @@ impl Conn {
             .await
             .expect("handshake");
         tokio::spawn(conn);
-        Conn(send)
+        Conn(send, addr)
     }
     async fn call(&mut self, method: &str, path: &str, token: &str) -> StatusCode {
         let req = Request::builder()
@@ -89,6 +94,9 @@ impl Conn {
             .header("authorization", format!("Bearer {token}"))
             .body(Empty::new())
             .expect("request");
+        if self.0.ready().await.is_err() {
+            *self = Conn::open(self.1).await;
+        }
         let resp = self.0.send_request(req).await.expect("response");
         let status = resp.status();
         let _ = resp.into_body().collect().await;
@@ -106,10 +114,14 @@ async fn upstream() -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = listener.accept().await else { continue };
+            let Ok((s, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(Bytes::from_static(b"ok"))))
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(Bytes::from_static(b"ok")),
+                    ))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(s), svc)
@@ -148,7 +160,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -61,6 +61,9 @@ impl App {
         let revocations =
             Revocations::open(&config.revocation, leeway, lifetime, metrics.clone()).await?;
         if let Some(state) = revocations.start_sync() {
+            // Not ready until the follower has caught up: a replica must not
+            // answer from an empty blocklist.
+            readiness.set_store_ok(matches!(*state.borrow(), SyncState::Live));
             follow_sync_state(state, readiness.clone());
         }
         let gateway = Arc::new(Gateway::new(

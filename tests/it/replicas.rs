@@ -322,3 +322,18 @@ async fn load_on_one_replica_while_another_restarts() {
         "A must serve throughout: {statuses:?}"
     );
 }
+
+/// Pins a fixed bug: a replica reported ready (and answered from an empty
+/// blocklist) before its first catch-up with the shared store.
+#[tokio::test]
+async fn a_replica_is_not_ready_before_its_first_catch_up() {
+    let up = Upstream::echo("up").await;
+    let dead = closed_port().await;
+    let gw = Gateway::start(&config(&up.url(), &format!("redis://{dead}/0"), "deny")).await;
+    assert_eq!(
+        get(&gw.admin_url("/readyz"), &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let got = get_with(&gw.url("/api/x"), &token("zed", "orders:read")).await;
+    assert_eq!(got.status, StatusCode::SERVICE_UNAVAILABLE, "{}", got.body);
+}
