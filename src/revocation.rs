@@ -516,7 +516,15 @@ impl Revocations {
                 // Redis first: nothing is acknowledged that replicas cannot
                 // see. The store counts its own failures.
                 return match store.persist(&redis::RemoteRecord::from(&record)).await {
-                    Ok(()) => Ok(self.memory.apply(&record, slot)),
+                    // Our own record may come back through the follower
+                    // before `persist` returns: a lift it already applied
+                    // was still ours (the caller saw the entry first).
+                    Ok(()) => Ok(match self.memory.apply(&record, slot) {
+                        Applied::Lifted(false) if matches!(record, Record::Lift { .. }) => {
+                            Applied::Lifted(true)
+                        }
+                        applied => applied,
+                    }),
                     Err(e) => {
                         tracing::warn!(error = %e, "shared revocation store write failed");
                         Err(StoreError::Unavailable(
