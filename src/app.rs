@@ -18,10 +18,10 @@ use tokio::sync::watch;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The configuration is not usable.
-    #[error("config error: {0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The revocation store could not be opened.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreOpenError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -29,6 +29,33 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+}
+
+impl StartError {
+    /// Whether this is a configuration problem (exit status 2, SPEC §1):
+    /// a bad key, an unusable key file or store URL, a store directory that
+    /// cannot be created.
+    pub fn is_config(&self) -> bool {
+        match self {
+            StartError::Config(_) => true,
+            StartError::Store(e) => e.is_config(),
+            StartError::Bind { .. } => false,
+        }
+    }
+}
+
+/// Checks what `revgate check-config` can check beyond parsing without
+/// starting anything: keys load (a `jwks_url` is fetched) and a Redis URL
+/// parses. The durable store is not opened (a running gateway holds it).
+pub async fn check(config: &Config) -> Result<(), StartError> {
+    if let Some(jwt) = &config.jwt {
+        Authenticator::new(jwt).await?;
+    }
+    if let Some(url) = &config.revocation.redis_url {
+        crate::revocation::redis::check_url(url)
+            .map_err(|e| StartError::Store(StoreOpenError::Redis(e)))?;
+    }
+    Ok(())
 }
 
 /// A built gateway, ready to serve.
@@ -131,7 +158,7 @@ impl App {
             loops.push(tokio::spawn(accept_loop(
                 listener,
                 self.admin.clone(),
-                settings,
+                settings.with_limit(crate::server::ADMIN_MAX_CONNECTIONS),
                 graceful.clone(),
                 stop_rx,
             )));

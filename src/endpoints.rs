@@ -45,11 +45,20 @@ pub fn unix_now() -> u64 {
 pub fn store_reject(e: StoreError) -> Reject {
     match e {
         StoreError::Full => Reject::StoreFull,
-        other => {
-            tracing::error!(error = %other, "revocation store write failed");
+        StoreError::Invalid(why) => Reject::BadBody(why),
+        StoreError::Unavailable(why) => {
+            tracing::error!(error = why, "revocation store write failed");
             Reject::StoreUnavailable
         }
     }
+}
+
+/// When a revocation of a token expiring at `exp` may leave: the first
+/// second in which the token is refused as expired anyway. A token is
+/// accepted while `now <= exp + leeway`, an entry holds while
+/// `now < expires_at`, hence the `+ 1`.
+pub fn revocation_expiry(exp: u64, leeway: u64) -> u64 {
+    exp.saturating_add(leeway).saturating_add(1)
 }
 
 impl Endpoints {
@@ -115,7 +124,7 @@ impl Endpoints {
 
     async fn logout(&self, req: Request<Incoming>) -> Result<Response<GatewayBody>, Reject> {
         let claims = self.caller(&req).await?;
-        let expires_at = claims.exp.saturating_add(self.leeway);
+        let expires_at = revocation_expiry(claims.exp, self.leeway);
         self.revocations
             .revoke(claims.revocation_key, expires_at)
             .await
@@ -160,7 +169,7 @@ impl Endpoints {
             .ok_or(Reject::BadBody("the token parameter is required"))?;
         match self.auth.verify(&token).await {
             Ok(claims) => {
-                let expires_at = claims.exp.saturating_add(self.leeway);
+                let expires_at = revocation_expiry(claims.exp, self.leeway);
                 self.revocations
                     .revoke(claims.revocation_key, expires_at)
                     .await

@@ -14,7 +14,7 @@ use crate::routes::{Route, RouteTable};
 use crate::telemetry::{Metrics, Outcome};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, AUTHORIZATION};
-use hyper::{Request, Response};
+use hyper::{Request, Response, Uri};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +26,8 @@ pub struct Gateway {
     /// Every header named in any route's `forward_claims`.
     claim_headers: Box<[HeaderName]>,
     max_header_bytes: usize,
+    /// Deadline for requests the gateway answers itself.
+    request_timeout: std::time::Duration,
     metrics: Arc<Metrics>,
     /// Present when the config has a `[jwt]` section.
     auth: Option<Arc<Authenticator>>,
@@ -61,6 +63,7 @@ impl Gateway {
             proxy: Proxy::new(&config.server),
             claim_headers: config.claim_headers().into_boxed_slice(),
             max_header_bytes: config.server.max_header_bytes,
+            request_timeout: config.server.request_timeout,
             metrics,
             auth,
             revocations,
@@ -100,12 +103,19 @@ impl Gateway {
         slot: &mut usize,
     ) -> Result<Response<GatewayBody>, Reject> {
         check_header_size(&req, self.max_header_bytes)?;
+        // Dot-segments are resolved before routing, so `/public/../api/x`
+        // can neither dodge a route's auth nor reach an upstream unresolved.
+        if let Some(normalized) = normalize_path(req.uri())? {
+            *req.uri_mut() = normalized;
+        }
         // The gateway's own endpoints come before routes.
         if let Some(endpoints) = &self.endpoints {
             if let Some(endpoint) = endpoints.find(req.uri().path()) {
                 *slot = self.metrics.endpoint_slot();
                 self.store_gate()?;
-                return endpoints.serve(endpoint, req).await;
+                return tokio::time::timeout(self.request_timeout, endpoints.serve(endpoint, req))
+                    .await
+                    .map_err(|_| Reject::RequestTimeout)?;
             }
         }
         // Phase: route.
@@ -113,24 +123,30 @@ impl Gateway {
         *slot = route.index;
         // Phases: extract -> verify -> revocation -> scopes.
         let claims = self.authenticate(&req, route).await?;
-        // Client-sent claim headers never reach an upstream, on any route;
-        // then the verified claims are set.
+        // Client-sent claim headers never reach an upstream, on any route.
         let headers = req.headers_mut();
         for name in self.claim_headers.iter() {
             headers.remove(name);
         }
-        if let Some(claims) = &claims {
-            for (claim, header) in &route.config.forward_claims {
-                if let Some(value) = claims.header_value(claim) {
-                    headers.insert(header.clone(), value);
-                }
-            }
-        }
         if route.config.auth != AuthMode::None && !route.config.pass_authorization {
             headers.remove(AUTHORIZATION);
         }
+        // The verified claims are set by the proxy after it has removed
+        // hop-by-hop headers, so a client's `Connection: x-auth-subject`
+        // cannot strip them.
+        let mut claim_values = Vec::new();
+        if let Some(claims) = &claims {
+            claim_values.reserve(route.config.forward_claims.len());
+            for (claim, header) in &route.config.forward_claims {
+                if let Some(value) = claims.header_value(claim) {
+                    claim_values.push((header.clone(), value));
+                }
+            }
+        }
         // Phase: forward.
-        self.proxy.forward(req, &route.config, peer.ip()).await
+        self.proxy
+            .forward(req, &route.config, peer.ip(), claim_values)
+            .await
     }
 
     /// Extract, verify, check revocation, authorize scopes. `Ok(None)`: an
@@ -202,6 +218,63 @@ fn check_header_size<B>(req: &Request<B>, max: usize) -> Result<(), Reject> {
     Ok(())
 }
 
+/// Resolves `.` and `..` segments of the path (RFC 3986 §5.2.4), also when
+/// percent-encoded (`%2e`). `Ok(None)`: nothing to change (the common case,
+/// no allocation). A `..` that would climb above the root is a 400.
+fn normalize_path(uri: &Uri) -> Result<Option<Uri>, Reject> {
+    let path = uri.path();
+    let has_dot_segment = path.split('/').any(|seg| is_dot(seg) || is_dot_dot(seg));
+    if !has_dot_segment {
+        return Ok(None);
+    }
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (i, seg) in segments.iter().enumerate() {
+        if is_dot(seg) {
+            trailing_slash = i == last;
+        } else if is_dot_dot(seg) {
+            if out.pop().is_none() {
+                return Err(Reject::InvalidRequest("the path climbs above the root"));
+            }
+            trailing_slash = i == last;
+        } else {
+            out.push(seg);
+            trailing_slash = false;
+        }
+    }
+    let mut normalized = String::with_capacity(path.len());
+    for seg in &out {
+        normalized.push('/');
+        normalized.push_str(seg);
+    }
+    if trailing_slash || normalized.is_empty() {
+        normalized.push('/');
+    }
+    if let Some(q) = uri.query() {
+        normalized.push('?');
+        normalized.push_str(q);
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        normalized
+            .parse()
+            .map_err(|_| Reject::InvalidRequest("invalid request path"))?,
+    );
+    Uri::from_parts(parts)
+        .map(Some)
+        .map_err(|_| Reject::InvalidRequest("invalid request path"))
+}
+
+fn is_dot(seg: &str) -> bool {
+    seg == "." || seg.eq_ignore_ascii_case("%2e")
+}
+
+fn is_dot_dot(seg: &str) -> bool {
+    matches!(seg.len(), 2 | 4 | 6) && seg.to_ascii_lowercase().replace("%2e", ".") == ".."
+}
+
 fn outcome_of(reject: &Reject) -> Outcome {
     match reject {
         Reject::NoRoute => Outcome::NotFound,
@@ -217,6 +290,7 @@ fn outcome_of(reject: &Reject) -> Outcome {
         Reject::MethodNotAllowed(_)
         | Reject::AdminUnauthorized
         | Reject::NotFound
+        | Reject::RequestTimeout
         | Reject::Internal => Outcome::Other,
     }
 }
@@ -239,5 +313,29 @@ pub(crate) fn log_reject(reject: &Reject, peer: SocketAddr) {
 impl crate::server::Handler for Gateway {
     async fn call(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<GatewayBody> {
         self.handle(req, peer).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<String, Reject> {
+        let uri: Uri = p.parse().expect("uri");
+        Ok(normalize_path(&uri)?.map_or(p.to_string(), |u| u.to_string()))
+    }
+
+    #[test]
+    fn resolves_dot_segments() {
+        assert_eq!(norm("/api/x").ok().as_deref(), Some("/api/x"));
+        assert_eq!(norm("/public/../api/x").ok().as_deref(), Some("/api/x"));
+        assert_eq!(
+            norm("/public/%2E%2e/api/x?q=1").ok().as_deref(),
+            Some("/api/x?q=1")
+        );
+        assert_eq!(norm("/a/./b/.").ok().as_deref(), Some("/a/b/"));
+        assert_eq!(norm("/a/..").ok().as_deref(), Some("/"));
+        assert_eq!(norm("/a/...").ok().as_deref(), Some("/a/..."));
+        assert!(norm("/../etc/passwd").is_err());
     }
 }

@@ -24,6 +24,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::CheckConfig) => {
+            if let Err(code) = check(&config) {
+                return code;
+            }
             println!(
                 "{}: ok ({} routes)",
                 cli.config.display(),
@@ -36,6 +39,21 @@ fn main() -> ExitCode {
         Some(Command::Demo) => run(config, true),
         None => run(config, false),
     }
+}
+
+/// Loads keys and checks the store URL, as starting would; exit 2 on failure.
+fn check(config: &Config) -> Result<(), ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("revgate: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })?;
+    rt.block_on(revgate::app::check(config)).map_err(|e| {
+        eprintln!("revgate: config error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
 }
 
 /// `revgate mint`: one token on stdout.
@@ -112,15 +130,15 @@ fn run(config: Config, demo: bool) -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("revgate: {e:#}");
-            if e.downcast_ref::<revgate::app::StartError>()
-                .is_some_and(|s| matches!(s, revgate::app::StartError::Config(_)))
-            {
+        Err(e) => match e.downcast_ref::<revgate::app::StartError>() {
+            Some(start) if start.is_config() => {
+                eprintln!("revgate: config error: {start}");
                 ExitCode::from(EXIT_CONFIG)
-            } else {
+            }
+            _ => {
+                eprintln!("revgate: {e}");
                 ExitCode::FAILURE
             }
-        }
+        },
     }
 }

@@ -45,12 +45,14 @@ impl Proxy {
 
     /// Forwards `req` to the route's upstream and returns its response, with
     /// both bodies streaming. `req`'s headers must already be filtered of
-    /// claim headers and carry any claim headers to set.
+    /// client-sent claim headers; `claim_headers` (from verified claims) are
+    /// set after hop-by-hop headers are removed.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         route: &RouteConfig,
         peer: IpAddr,
+        claim_headers: Vec<(hyper::header::HeaderName, HeaderValue)>,
     ) -> Result<Response<GatewayBody>, Reject> {
         let upgrade = is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -69,6 +71,9 @@ impl Proxy {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
         set_forwarded(headers, peer, host);
+        for (name, value) in claim_headers {
+            headers.insert(name, value);
+        }
 
         let sent = tokio::time::timeout(route.timeout, self.client.request(req)).await;
         let mut resp = match sent {

@@ -48,6 +48,9 @@ pub enum Reject {
     UpstreamUnreachable,
     /// The upstream did not answer in time.
     UpstreamTimeout,
+    /// A request the gateway serves itself took longer than
+    /// `server.request_timeout` (e.g. a body trickled in).
+    RequestTimeout,
     /// The revocation store cannot be trusted or written right now.
     StoreUnavailable,
     /// The blocklist is at `revocation.capacity`.
@@ -71,6 +74,7 @@ impl Reject {
             Reject::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Reject::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Reject::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Reject::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Reject::StoreUnavailable | Reject::StoreFull => StatusCode::SERVICE_UNAVAILABLE,
             Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -88,6 +92,7 @@ impl Reject {
             Reject::InsufficientScope(_) => "insufficient_scope",
             Reject::UpstreamUnreachable => "bad_gateway",
             Reject::UpstreamTimeout => "gateway_timeout",
+            Reject::RequestTimeout => "request_timeout",
             Reject::StoreUnavailable | Reject::StoreFull => "temporarily_unavailable",
             Reject::Internal => "server_error",
         }
@@ -107,6 +112,7 @@ impl Reject {
             Reject::AdminUnauthorized => "a valid admin token is required",
             Reject::UpstreamUnreachable => "the upstream could not be reached",
             Reject::UpstreamTimeout => "the upstream did not answer in time",
+            Reject::RequestTimeout => "the request took too long",
             Reject::StoreUnavailable => "the revocation store is unavailable; retry shortly",
             Reject::StoreFull => "the revocation store is full; retry later",
             Reject::Internal => "internal error",
@@ -126,7 +132,8 @@ impl Reject {
             | Reject::InvalidToken(_)
             | Reject::Revoked
             | Reject::InsufficientScope(_)
-            | Reject::AdminUnauthorized => Cause::Downstream,
+            | Reject::AdminUnauthorized
+            | Reject::RequestTimeout => Cause::Downstream,
             Reject::UpstreamUnreachable | Reject::UpstreamTimeout => Cause::Upstream,
             Reject::StoreUnavailable | Reject::StoreFull | Reject::Internal => Cause::Internal,
         }
@@ -138,7 +145,10 @@ impl Reject {
         let realm = "Bearer realm=\"revgate\"";
         match self {
             Reject::MissingToken | Reject::AdminUnauthorized => Some(realm.to_string()),
-            Reject::InvalidRequest(_) | Reject::InvalidToken(_) | Reject::Revoked => Some(format!(
+            Reject::InvalidRequest(_)
+            | Reject::BadBody(_)
+            | Reject::InvalidToken(_)
+            | Reject::Revoked => Some(format!(
                 "{realm}, error=\"{}\", error_description=\"{}\"",
                 self.code(),
                 self.description()
@@ -151,7 +161,7 @@ impl Reject {
             | Reject::NotFound
             | Reject::MethodNotAllowed(_)
             | Reject::HeaderTooLarge
-            | Reject::BadBody(_)
+            | Reject::RequestTimeout
             | Reject::UpstreamUnreachable
             | Reject::UpstreamTimeout
             | Reject::StoreUnavailable

@@ -87,6 +87,10 @@ const SWEEP_EVERY_TICKS: u64 = 60;
 /// counter counts every refusal).
 const FULL_ALARM_EVERY_SECS: u64 = 60;
 
+/// Longest `sub` a logout-all watermark is kept for: one record per subject
+/// must stay small.
+pub const MAX_SUB_BYTES: usize = 4096;
+
 /// A change to the blocklist: what is persisted and what replicas exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -163,6 +167,10 @@ pub enum StoreError {
     /// Maps to 503.
     #[error("revocation store unavailable: {0}")]
     Unavailable(&'static str),
+    /// The record can never be stored (e.g. a `sub` too long, a time out of
+    /// range). Maps to 400.
+    #[error("invalid revocation: {0}")]
+    Invalid(&'static str),
 }
 
 /// Why the revocation store could not be opened at start.
@@ -197,6 +205,23 @@ pub enum StoreOpenError {
     /// The shared store's URL or credentials are unusable.
     #[error("{0}")]
     Redis(#[from] redis::RedisError),
+}
+
+impl StoreOpenError {
+    /// Whether the configuration is at fault (exit status 2): an unusable
+    /// store URL or credentials, a store directory that cannot be created.
+    pub fn is_config(&self) -> bool {
+        match self {
+            StoreOpenError::CreateDir { .. } => true,
+            StoreOpenError::Redis(e) => matches!(
+                e,
+                redis::RedisError::InvalidUrl { .. } | redis::RedisError::Auth { .. }
+            ),
+            StoreOpenError::Database { .. }
+            | StoreOpenError::Thread { .. }
+            | StoreOpenError::Task(_) => false,
+        }
+    }
 }
 
 /// Where records are persisted.
@@ -368,6 +393,11 @@ impl Revocations {
     /// earlier one never lowers it. Returns the `expires_at` in force.
     pub async fn revoke_subject(&self, sub: &str, watermark: u64) -> Result<u64, StoreError> {
         self.check_open()?;
+        if sub.is_empty() || sub.len() > MAX_SUB_BYTES {
+            return Err(StoreError::Invalid(
+                "sub is empty or longer than 4096 bytes",
+            ));
+        }
         let expires_at = watermark.saturating_add(self.watermark_ttl);
         if expires_at <= self.memory.clock().now() {
             return Ok(expires_at);
@@ -516,15 +546,22 @@ impl Revocations {
                 // Redis first: nothing is acknowledged that replicas cannot
                 // see. The store counts its own failures.
                 return match store.persist(&redis::RemoteRecord::from(&record)).await {
-                    // Our own record may come back through the follower
-                    // before `persist` returns: a lift it already applied
-                    // was still ours (the caller saw the entry first).
-                    Ok(()) => Ok(match self.memory.apply(&record, slot) {
-                        Applied::Lifted(false) if matches!(record, Record::Lift { .. }) => {
+                    // Revocations and watermarks only ever grow, so applying
+                    // ours now (read-your-writes on this replica) cannot undo
+                    // a later record the follower applied first. A lift is
+                    // left to the follower, which applies every replica's
+                    // records in Redis order: applying it here too could
+                    // undo a revocation made elsewhere just after it.
+                    Ok(()) => Ok(match record {
+                        Record::Lift { .. } => {
+                            drop(slot);
                             Applied::Lifted(true)
                         }
-                        applied => applied,
+                        Record::Revoke { .. } | Record::Watermark { .. } => {
+                            self.memory.apply(&record, slot)
+                        }
                     }),
+                    Err(redis::RedisError::InvalidRecord(why)) => Err(StoreError::Invalid(why)),
                     Err(e) => {
                         tracing::warn!(error = %e, "shared revocation store write failed");
                         Err(StoreError::Unavailable(

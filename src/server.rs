@@ -62,6 +62,21 @@ impl ConnSettings {
     }
 }
 
+impl ConnSettings {
+    /// The same protocol settings with a connection limit of their own, so
+    /// one listener's clients cannot starve another's.
+    pub fn with_limit(&self, max_connections: usize) -> Self {
+        ConnSettings {
+            builder: self.builder.clone(),
+            limit: Arc::new(Semaphore::new(max_connections)),
+        }
+    }
+}
+
+/// Connections the admin listener serves at once, apart from the main
+/// listener's limit: probes, scrapes and operators need only a few.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
 /// Accepts connections on `listener` and serves them with `handler` until
 /// `stop` flips to true; every connection is registered with `graceful`.
 pub async fn accept_loop<H: Handler>(

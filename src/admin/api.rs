@@ -3,7 +3,7 @@
 use crate::auth::Authenticator;
 use crate::body::GatewayBody;
 use crate::config::Secret;
-use crate::endpoints::{store_reject, unix_now};
+use crate::endpoints::{revocation_expiry, store_reject, unix_now};
 use crate::response::{self, Reject};
 use crate::revocation::{RevocationKey, Revocations};
 use http_body_util::{BodyExt, Limited};
@@ -155,7 +155,7 @@ impl AdminApi {
                     .verify(&token)
                     .await
                     .map_err(|_| Reject::BadBody("the token does not verify"))?;
-                let expires_at = claims.exp.saturating_add(self.leeway);
+                let expires_at = revocation_expiry(claims.exp, self.leeway);
                 self.revocations
                     .revoke(claims.revocation_key, expires_at)
                     .await

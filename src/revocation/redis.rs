@@ -226,6 +226,20 @@ pub enum RedisError {
     InvalidRecord(&'static str),
 }
 
+/// Checks that `url` can be used (parses, scheme supported) without
+/// connecting: for `revgate check-config`.
+pub fn check_url(url: &str) -> Result<(), RedisError> {
+    let invalid = |message: String| RedisError::InvalidUrl {
+        url: redact_url(url),
+        message: scrub(&message, url),
+    };
+    let info = url
+        .into_connection_info()
+        .map_err(|e| invalid(e.to_string()))?;
+    redis::Client::open(info).map_err(|e| invalid(e.to_string()))?;
+    Ok(())
+}
+
 /// Follower counters (for tests, benches and logs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RedisStats {

@@ -213,3 +213,43 @@ async fn optional_route() {
         "a token that is present must be valid"
     );
 }
+
+/// Pins a fixed bug: a client's `Connection: x-auth-subject` made the hop-by-hop
+/// filter delete the verified claim header after it was set.
+#[tokio::test]
+async fn connection_header_cannot_strip_claim_headers() {
+    let (up, gw) = setup().await;
+    let t = token("alice", "orders:read");
+    let got = get(
+        &gw.url("/api/x"),
+        &[
+            ("authorization", &format!("Bearer {t}")),
+            ("connection", "x-auth-subject, x-auth-scope"),
+        ],
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(up.last().headers["x-auth-subject"], "alice");
+    assert_eq!(up.last().headers["x-auth-scope"], "orders:read");
+}
+
+/// A path that resolves into a protected route needs its token.
+#[tokio::test]
+async fn dot_segments_cannot_dodge_auth() {
+    let (up, gw) = setup().await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /open/../api/orders HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(up.count(), 0);
+}

@@ -100,3 +100,34 @@ fn sigterm_exits_zero() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn check_config_loads_keys_like_the_gateway() {
+    let path = write_config(
+        "missing-key.toml",
+        "[jwt]\nalgorithms = [\"RS256\"]\npublic_key_file = \"/nonexistent/issuer.pub.pem\"\n",
+    );
+    let out = revgate()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jwt.public_key_file"), "{err}");
+}
+
+#[test]
+fn unusable_redis_url_is_a_config_error_printed_once() {
+    let path = write_config(
+        "bad-redis.toml",
+        "[revocation]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:notaport/0\"\n",
+    );
+    for args in [&["check-config", "--config"][..], &["--config"][..]] {
+        let out = revgate().args(args).arg(&path).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("revocation.redis_url").count(), 1, "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}

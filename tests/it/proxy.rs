@@ -524,3 +524,55 @@ async fn admin_health_and_readiness() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Pins a fixed bug: the main listener's connection limit also held back
+/// the admin listener, so a flood hid /healthz, /readyz and /metrics.
+#[tokio::test]
+async fn admin_listener_has_its_own_connection_limit() {
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&format!(
+        "[server]\nmax_connections = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        none_route("/", &up.url(), "")
+    ))
+    .await;
+    let mut held = TcpStream::connect(gw.addr).await.expect("connect");
+    held.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 256];
+    let _ = held.read(&mut buf).await.expect("answered");
+    let got = tokio::time::timeout(Duration::from_secs(5), get(&gw.admin_url("/healthz"), &[]))
+        .await
+        .expect("admin answers while the main listener is at its limit");
+    assert_eq!(got.status, StatusCode::OK);
+}
+
+/// Pins a fixed bug: `..` segments were routed unresolved, so
+/// `/public/../api/x` took the open route to a protected path.
+#[tokio::test]
+async fn dot_segments_are_resolved_before_routing() {
+    let open = Upstream::echo("open").await;
+    let api = Upstream::echo("api").await;
+    let gw = Gateway::start(&format!(
+        "{}{}",
+        none_route("/public/", &open.url(), ""),
+        none_route("/api/", &api.url(), "")
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.expect("connect");
+    s.write_all(b"GET /public/../api/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    assert!(String::from_utf8_lossy(&out).contains("ok from api"));
+    assert_eq!(api.last().uri, "/api/x");
+    assert_eq!(open.count(), 0);
+    let mut s = TcpStream::connect(gw.addr).await.expect("connect");
+    s.write_all(b"GET /public/%2e%2e/%2E%2E/etc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400"));
+}

@@ -149,6 +149,9 @@ async fn rfc7009_revoke_endpoint() {
     .await;
     assert_eq!(got.status, StatusCode::BAD_REQUEST);
     assert_eq!(got.json()["error"], "invalid_request");
+    assert!(got
+        .header("www-authenticate")
+        .contains("error=\"invalid_request\""));
 }
 
 #[tokio::test]
@@ -437,5 +440,57 @@ async fn restart_keeps_revocations_and_lifts() {
     assert_eq!(
         get_with(&gw.url("/api/x"), &lifted).await.status,
         StatusCode::OK
+    );
+}
+
+/// Pins a fixed bug: in the last second of a token's life (`now == exp` with
+/// no leeway) the token was still accepted but its revocation had already
+/// left, so a logged-out token was forwarded for up to a second.
+#[tokio::test]
+async fn revocation_holds_through_the_tokens_last_second() {
+    let (_up, gw) = setup().await;
+    let exp = now() + 1;
+    let t = hs256(
+        &json!({"sub": "olga", "jti": unique("edge"), "scope": "orders:read", "iat": now(), "exp": exp}),
+    );
+    let got = post_with(&gw.url("/auth/logout"), &t).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    assert_eq!(got.json()["expires_at"], exp + 1);
+    eventually("the clock reaches exp", Duration::from_secs(3), || async {
+        now() >= exp
+    })
+    .await;
+    assert_eq!(
+        get_with(&gw.url("/api/x"), &t).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Pins a fixed bug: a body trickled to an endpoint the gateway serves
+/// itself held the connection forever; `server.request_timeout` bounds it.
+#[tokio::test]
+async fn trickled_endpoint_body_times_out() {
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&format!(
+        "[server]\nrequest_timeout = \"300ms\"\n{}",
+        auth_config(&up.url(), "")
+    ))
+    .await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"POST /auth/revoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntoken=")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("answered before the test's deadline")
+        .expect("read");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
     );
 }
