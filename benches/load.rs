@@ -171,7 +171,10 @@ fn run(opts: &Options) -> Result<Vec<Row>, String> {
         .map_err(|e| format!("cannot bind the upstream: {e}"))?;
     let upstream_addr = listener.local_addr().map_err(|e| e.to_string())?;
     server_rt.spawn(upstream::serve(listener));
-    let env = Env::new(upstream_addr);
+    let mut env = Env::new(upstream_addr);
+    // A private redis-server for the `store = "redis"` row (kept until exit).
+    let _redis = revgate::revocation::redis::testing::RedisServer::start();
+    env.redis_port = _redis.as_ref().map(|r| r.port());
 
     let mut rows = Vec::new();
     for scenario in scenarios::all() {

@@ -34,6 +34,8 @@ pub struct Env {
     pub upstream: SocketAddr,
     /// UNIX time at start, for token claims.
     pub now: u64,
+    /// Port of the bench's private redis-server, when one could be started.
+    pub redis_port: Option<u16>,
 }
 
 impl Env {
@@ -42,7 +44,11 @@ impl Env {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        Env { upstream, now }
+        Env {
+            upstream,
+            now,
+            redis_port: None,
+        }
     }
 }
 
@@ -138,6 +144,29 @@ pub fn all() -> Vec<Scenario> {
             pending: None,
         },
         Scenario {
+            name: "HS256 1M revoked redis",
+            gateway: Some(|env| gateway_toml_redis(env, "required", &hs256_jwt())),
+            // As "HS256 1M revoked", with the blocklist shared through Redis:
+            // the per-request check is the same in-memory lookup.
+            request: |env| bearer(mint_hs256(env, "bench-hs256")?),
+            expect: StatusCode::OK,
+            setup: Some(|ctx| {
+                Box::pin(async move {
+                    let expires_at = ctx.env.now + TOKEN_TTL_SECS;
+                    for i in 0..MANY_REVOKED {
+                        let key = revgate::revocation::RevocationKey::from_jti(&format!(
+                            "bench-revoked-{i}"
+                        ));
+                        ctx.revocations
+                            .apply(&revgate::revocation::Record::Revoke { key, expires_at });
+                    }
+                    ctx.revocations.run_pending_tasks();
+                    Ok(())
+                })
+            }),
+            pending: None,
+        },
+        Scenario {
             name: "RS256 cache on",
             gateway: Some(|env| gateway_toml(env, "required", &asym_jwt("RS256", "rs256", true))),
             request: |env| bearer(mint_pem(env, Algorithm::RS256, "rs256")?),
@@ -189,6 +218,22 @@ pub fn all() -> Vec<Scenario> {
 /// `[server] listen` and `[admin] listen` are placeholders: the bench binds
 /// `127.0.0.1:0` itself and hands the listeners to `App::run`.
 fn gateway_toml(env: &Env, auth: &str, jwt: &str) -> String {
+    gateway_toml_with_store(env, auth, jwt, "store = \"local\"")
+}
+
+/// [`gateway_toml`] with `store = "redis"` on the bench's redis-server.
+fn gateway_toml_redis(env: &Env, auth: &str, jwt: &str) -> String {
+    // Without a redis-server the row fails loudly (every request a 503).
+    let port = env.redis_port.unwrap_or(1);
+    gateway_toml_with_store(
+        env,
+        auth,
+        jwt,
+        &format!("store = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\""),
+    )
+}
+
+fn gateway_toml_with_store(env: &Env, auth: &str, jwt: &str, store: &str) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:0"
@@ -200,7 +245,7 @@ token = "{ADMIN_TOKEN}"
 
 {jwt}
 [revocation]
-store = "local"
+{store}
 
 [[route]]
 prefix = "/"

@@ -131,3 +131,77 @@ fn unusable_redis_url_is_a_config_error_printed_once() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+/// `revgate revoke` talks to a running gateway's admin API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_subcommand_uses_the_admin_api() {
+    use crate::support::*;
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&auth_config(&up.url(), "")).await;
+    let cfg_path = write_config("revoke-cli.toml", &auth_config(&up.url(), ""));
+    let admin_url = gw.admin_url("");
+    let jti = unique("cli");
+    let t = hs256(&claims("pat", &jti, "orders:read"));
+    let run = |args: Vec<String>| {
+        let cfg_path = cfg_path.clone();
+        let admin_url = admin_url.clone();
+        tokio::task::spawn_blocking(move || {
+            revgate()
+                .arg("revoke")
+                .args(&args)
+                .arg("--admin-url")
+                .arg(&admin_url)
+                .arg("--config")
+                .arg(&cfg_path)
+                .output()
+                .expect("run")
+        })
+    };
+    let out = run(vec!["--jti".into(), jti.clone()]).await.expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&jti));
+    assert_eq!(
+        get_with(&gw.url("/api/x"), &t).await.status,
+        hyper::StatusCode::UNAUTHORIZED
+    );
+    let other = token("quinn", "orders:read");
+    let out = run(vec!["--sub".into(), "quinn".into()])
+        .await
+        .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        get_with(&gw.url("/api/x"), &other).await.status,
+        hyper::StatusCode::UNAUTHORIZED
+    );
+    // A bad admin token is reported, exit 1.
+    let bad_cfg = write_config(
+        "revoke-cli-bad.toml",
+        &auth_config(&up.url(), "").replace(ADMIN_TOKEN, "wrong-admin-token-0123456789"),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        revgate()
+            .args([
+                "revoke",
+                "--jti",
+                "x",
+                "--admin-url",
+                &gw.admin_url(""),
+                "--config",
+            ])
+            .arg(&bad_cfg)
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
