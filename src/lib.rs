@@ -14,6 +14,7 @@
 //! | [`body`] | the response body type (streamed or local) |
 //! | [`endpoints`] | logout, logout-all and RFC 7009 revoke on the main listener |
 //! | [`admin`] | the admin listener: health, readiness, metrics, admin API |
+//! | [`admin_client`] | `revgate revoke`: the operator client of the admin API |
 //! | [`revocation`] | the blocklist: keys, in-memory cache, durable and shared stores |
 //! | [`cli`], [`demo`], [`echo`] | the command line, `revgate demo` and its echo upstream |
 //! | [`telemetry`] | logging setup and Prometheus metrics |
