@@ -331,8 +331,8 @@ mod tests {
 
     #[test]
     fn stream_ids_order_numerically() {
-        let a = StreamId::parse(b"9-5").unwrap();
-        let b = StreamId::parse(b"10-0").unwrap();
+        let a = StreamId::parse(b"9-5").expect("test value");
+        let b = StreamId::parse(b"10-0").expect("test value");
         assert!(a < b);
         assert_eq!(b.to_string(), "10-0");
         assert_eq!(StreamId::parse(b"10"), None);

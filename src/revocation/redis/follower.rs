@@ -478,7 +478,7 @@ mod tests {
             Value::BulkString(b"1-0".to_vec()),
             Value::Array(vec![Value::BulkString(b"t".to_vec())]),
         ])]);
-        let e = entries(&odd).unwrap();
+        let e = entries(&odd).expect("test value");
         assert_eq!(e.len(), 1);
         assert!(e[0].1.is_none());
     }

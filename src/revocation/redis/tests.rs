@@ -26,7 +26,7 @@ impl Replica {
     fn apply_fn(&self) -> Arc<dyn Fn(RemoteRecord) + Send + Sync> {
         let model = self.0.clone();
         Arc::new(move |record| {
-            let mut m = model.lock().unwrap();
+            let mut m = model.lock().expect("test value");
             m.applied += 1;
             match record {
                 RemoteRecord::Revoke { key, expires_at } => {
@@ -48,10 +48,19 @@ impl Replica {
         })
     }
     fn revoked(&self, key: RevocationKey) -> bool {
-        self.0.lock().unwrap().revoked.contains_key(&key)
+        self.0
+            .lock()
+            .expect("test value")
+            .revoked
+            .contains_key(&key)
     }
     fn watermark(&self, sub: &str) -> Option<(u64, u64)> {
-        self.0.lock().unwrap().watermarks.get(sub).copied()
+        self.0
+            .lock()
+            .expect("test value")
+            .watermarks
+            .get(sub)
+            .copied()
     }
 }
 
@@ -106,7 +115,7 @@ async fn revoke_watermark_and_lift_propagate() {
     live(&b).await;
 
     let (k1, r1) = revoke("j1");
-    a.persist(&r1).await.unwrap();
+    a.persist(&r1).await.expect("test value");
     assert!(wait_until(WAIT, || on_b.revoked(k1)).await, "revoke");
 
     let exp = later(3600);
@@ -116,13 +125,15 @@ async fn revoke_watermark_and_lift_propagate() {
         expires_at: exp,
     })
     .await
-    .unwrap();
+    .expect("test value");
     assert!(
         wait_until(WAIT, || on_b.watermark("alice") == Some((1000, exp))).await,
         "watermark"
     );
 
-    a.persist(&RemoteRecord::Lift { key: k1 }).await.unwrap();
+    a.persist(&RemoteRecord::Lift { key: k1 })
+        .await
+        .expect("test value");
     assert!(wait_until(WAIT, || !on_b.revoked(k1)).await, "lift");
 
     // Redis holds the record with its own expiry.
@@ -130,12 +141,12 @@ async fn revoke_watermark_and_lift_propagate() {
     let ttl: i64 = redis::cmd("TTL")
         .arg("t:wm:alice")
         .query(&mut conn)
-        .unwrap();
+        .expect("test value");
     assert!(ttl > 3500 && ttl <= 3600, "ttl {ttl}");
     let rev: Option<String> = redis::cmd("GET")
         .arg(format!("t:rev:{k1}"))
         .query(&mut conn)
-        .unwrap();
+        .expect("test value");
     assert_eq!(rev, None, "a lift deletes the revocation");
 
     b.shutdown();
@@ -153,7 +164,7 @@ async fn a_late_replica_sees_everything() {
     let mut keys = Vec::new();
     for i in 0..2500 {
         let (k, r) = revoke(&format!("late-{i}"));
-        a.persist(&r).await.unwrap();
+        a.persist(&r).await.expect("test value");
         keys.push(k);
     }
     a.persist(&RemoteRecord::Watermark {
@@ -162,17 +173,21 @@ async fn a_late_replica_sees_everything() {
         expires_at: later(100),
     })
     .await
-    .unwrap();
+    .expect("test value");
     // The lifted key is revoked on a replica that never saw the lift (as
     // after a restart from its own durable store): the tombstone lifts it.
     let lifted = keys[0];
     a.persist(&RemoteRecord::Lift { key: lifted })
         .await
-        .unwrap();
+        .expect("test value");
 
     let b = store(&server.url()).await;
     let on_b = Replica::default();
-    on_b.0.lock().unwrap().revoked.insert(lifted, later(100));
+    on_b.0
+        .lock()
+        .expect("test value")
+        .revoked
+        .insert(lifted, later(100));
     let _rx = b.spawn_follower(on_b.apply_fn());
     live(&b).await;
     // Live means caught up: no waiting needed now.
@@ -194,12 +209,12 @@ async fn redis_killed_then_restarted_empty() {
     let m = metrics();
     let a = RedisStore::connect(&server.url(), "t:", m.clone())
         .await
-        .unwrap();
+        .expect("test value");
     let b = store(&server.url()).await;
     let (on_b, _rx) = follow(&b).await;
     live(&b).await;
     let (k1, r1) = revoke("before");
-    a.persist(&r1).await.unwrap();
+    a.persist(&r1).await.expect("test value");
     assert!(wait_until(WAIT, || on_b.revoked(k1)).await);
 
     server.kill();
@@ -242,17 +257,17 @@ async fn redis_restarted_with_data() {
     let (on_b, _rx) = follow(&b).await;
     live(&b).await;
     let (k1, r1) = revoke("saved");
-    a.persist(&r1).await.unwrap();
+    a.persist(&r1).await.expect("test value");
     server.save();
     let (k2, r2) = revoke("unsaved");
-    a.persist(&r2).await.unwrap();
+    a.persist(&r2).await.expect("test value");
     assert!(wait_until(WAIT, || on_b.revoked(k1) && on_b.revoked(k2)).await);
 
     server.restart();
     let exists: bool = redis::cmd("EXISTS")
         .arg(format!("t:rev:{k1}"))
         .query(&mut server.connection())
-        .unwrap();
+        .expect("test value");
     assert!(exists, "the snapshot was loaded");
     assert!(wait_until(WAIT, || b.stats().full_resyncs >= 2).await);
     live(&b).await;
@@ -288,33 +303,35 @@ async fn a_cut_off_replica_catches_up_from_the_log() {
     let _: () = redis::cmd("ACL")
         .arg(&["SETUSER", "b", "on", ">pw-b", "~*", "&*", "+@all"])
         .query(&mut admin)
-        .unwrap();
+        .expect("test value");
     let b_url = format!("redis://b:pw-b@127.0.0.1:{}/0", server.port());
     let a = store(&server.url()).await;
     let b = store(&b_url).await;
     let (on_b, _rx) = follow(&b).await;
     live(&b).await;
     let (k0, r0) = revoke("seen");
-    a.persist(&r0).await.unwrap();
+    a.persist(&r0).await.expect("test value");
     assert!(wait_until(WAIT, || on_b.revoked(k0)).await);
 
     let _: () = redis::cmd("ACL")
         .arg(&["SETUSER", "b", "off"])
         .query(&mut admin)
-        .unwrap();
+        .expect("test value");
     let _: i64 = redis::cmd("CLIENT")
         .arg(&["KILL", "USER", "b"])
         .query(&mut admin)
-        .unwrap();
+        .expect("test value");
     assert!(wait_until(WAIT, || b.state() == SyncState::Down).await);
 
     let mut missed = Vec::new();
     for i in 0..50 {
         let (k, r) = revoke(&format!("missed-{i}"));
-        a.persist(&r).await.unwrap();
+        a.persist(&r).await.expect("test value");
         missed.push(k);
     }
-    a.persist(&RemoteRecord::Lift { key: k0 }).await.unwrap();
+    a.persist(&RemoteRecord::Lift { key: k0 })
+        .await
+        .expect("test value");
     assert!(
         on_b.revoked(k0),
         "B is cut off: it cannot have seen the lift"
@@ -323,7 +340,7 @@ async fn a_cut_off_replica_catches_up_from_the_log() {
     let _: () = redis::cmd("ACL")
         .arg(&["SETUSER", "b", "on"])
         .query(&mut admin)
-        .unwrap();
+        .expect("test value");
     live(&b).await;
     for k in &missed {
         assert!(on_b.revoked(*k));
@@ -348,16 +365,20 @@ async fn malformed_records_are_skipped_and_counted() {
         (format!("t:rev:{hex}"), "soon"),
         ("t:wm:bob".to_string(), "12"),
     ] {
-        let _: () = redis::cmd("SET").arg(k).arg(v).query(&mut conn).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(k)
+            .arg(v)
+            .query(&mut conn)
+            .expect("test value");
     }
     let a = store(&server.url()).await;
     let (k1, r1) = revoke("good-1");
-    a.persist(&r1).await.unwrap();
+    a.persist(&r1).await.expect("test value");
 
     let m = metrics();
     let b = RedisStore::connect(&server.url(), "t:", m.clone())
         .await
-        .unwrap();
+        .expect("test value");
     let (on_b, _rx) = follow(&b).await;
     live(&b).await;
     assert!(on_b.revoked(k1));
@@ -373,10 +394,10 @@ async fn malformed_records_are_skipped_and_counted() {
             .arg("*")
             .arg(fields)
             .query(&mut conn)
-            .unwrap();
+            .expect("test value");
     }
     let (k2, r2) = revoke("good-2");
-    a.persist(&r2).await.unwrap();
+    a.persist(&r2).await.expect("test value");
     assert!(wait_until(WAIT, || on_b.revoked(k2)).await);
     assert_eq!(m.get(Counter::MalformedRecords), 6);
     assert_eq!(b.state(), SyncState::Live);
@@ -394,7 +415,7 @@ async fn password_in_the_url() {
     let (on_b, _rx) = follow(&b).await;
     live(&b).await;
     let (k, r) = revoke("pw");
-    a.persist(&r).await.unwrap();
+    a.persist(&r).await.expect("test value");
     assert!(wait_until(WAIT, || on_b.revoked(k)).await);
 
     let wrong = format!("redis://:wrong-pw@127.0.0.1:{}/0", server.port());
@@ -422,12 +443,14 @@ async fn unreachable_at_start_then_redis_appears() {
         return;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
+        .expect("test value")
         .local_addr()
-        .unwrap()
+        .expect("test value")
         .port();
     let url = format!("redis://:pw@127.0.0.1:{port}/0");
-    let a = RedisStore::connect(&url, "t:", metrics()).await.unwrap();
+    let a = RedisStore::connect(&url, "t:", metrics())
+        .await
+        .expect("test value");
     assert_eq!(a.state(), SyncState::Down);
     let (_k, r) = revoke("early");
     let started = std::time::Instant::now();
@@ -464,14 +487,14 @@ async fn tls_url_works() {
     };
     let a = RedisStore::connect_with(&server.url(), "t:", metrics(), options())
         .await
-        .unwrap();
+        .expect("test value");
     let b = RedisStore::connect_with(&server.url(), "t:", metrics(), options())
         .await
-        .unwrap();
+        .expect("test value");
     let (on_b, _rx) = follow(&b).await;
     live(&b).await;
     let (k, r) = revoke("tls");
-    a.persist(&r).await.unwrap();
+    a.persist(&r).await.expect("test value");
     assert!(wait_until(WAIT, || on_b.revoked(k)).await);
 
     // Without our CA the server's certificate is not trusted: Down, not a panic.
@@ -498,7 +521,7 @@ async fn invalid_records_are_refused_before_any_io() {
     // Nothing listens on port 1: validation must fail first.
     let s = RedisStore::connect("redis://127.0.0.1:1/0", "t:", metrics())
         .await
-        .unwrap();
+        .expect("test value");
     let long = "x".repeat(MAX_SUB_LEN + 1);
     for record in [
         RemoteRecord::Watermark {
@@ -527,7 +550,7 @@ async fn invalid_records_are_refused_before_any_io() {
         expires_at: 5,
     })
     .await
-    .unwrap();
+    .expect("test value");
 }
 
 /// Writes made while a late replica is scanning the keyspace are not lost:
@@ -547,7 +570,7 @@ async fn writes_during_a_full_resync_are_not_lost() {
             expires_at: later(600),
         })
         .await
-        .unwrap();
+        .expect("test value");
     }
     let writer = {
         let a = a.clone();
@@ -559,7 +582,7 @@ async fn writes_during_a_full_resync_are_not_lost() {
                     expires_at: later(600),
                 })
                 .await
-                .unwrap();
+                .expect("test value");
             }
         })
     };
@@ -570,9 +593,9 @@ async fn writes_during_a_full_resync_are_not_lost() {
     };
     let c = RedisStore::connect_with(&server.url(), "t:", metrics(), options)
         .await
-        .unwrap();
+        .expect("test value");
     let (on_c, _rx) = follow(&c).await;
-    writer.await.unwrap();
+    writer.await.expect("test value");
     assert!(
         wait_until(WAIT, || keys.iter().all(|k| on_c.revoked(*k))).await,
         "missing {} of {}",
@@ -592,20 +615,20 @@ async fn a_killed_write_connection_is_replaced_transparently() {
     let m = metrics();
     let a = RedisStore::connect(&server.url(), "t:", m.clone())
         .await
-        .unwrap();
+        .expect("test value");
     let (_k, r) = revoke("first");
-    a.persist(&r).await.unwrap();
+    a.persist(&r).await.expect("test value");
     let killed: i64 = redis::cmd("CLIENT")
         .arg(&["KILL", "TYPE", "normal"])
         .query(&mut server.connection())
-        .unwrap();
+        .expect("test value");
     assert!(killed >= 1);
     let (k, r) = revoke("second");
-    a.persist(&r).await.unwrap();
+    a.persist(&r).await.expect("test value");
     assert_eq!(m.get(Counter::StoreErrors), 0);
     let stored: bool = redis::cmd("EXISTS")
         .arg(format!("t:rev:{k}"))
         .query(&mut server.connection())
-        .unwrap();
+        .expect("test value");
     assert!(stored);
 }
