@@ -124,23 +124,7 @@ pub fn all() -> Vec<Scenario> {
             // pays a miss in a store of a million entries.
             request: |env| bearer(mint_hs256(env, "bench-hs256")?),
             expect: StatusCode::OK,
-            setup: Some(|ctx| {
-                Box::pin(async move {
-                    // Straight into memory: a million admin API calls would
-                    // take minutes and measure nothing this row is about.
-                    let expires_at = ctx.env.now + TOKEN_TTL_SECS;
-                    for i in 0..MANY_REVOKED {
-                        let key = revgate::revocation::RevocationKey::from_jti(&format!(
-                            "bench-revoked-{i}"
-                        ));
-                        ctx.revocations
-                            .apply(&revgate::revocation::Record::Revoke { key, expires_at });
-                    }
-                    ctx.revocations.run_pending_tasks();
-                    eprintln!("  setup: {} entries held", ctx.revocations.len());
-                    Ok(())
-                })
-            }),
+            setup: Some(preload_revoked),
             pending: None,
         },
         Scenario {
@@ -150,20 +134,7 @@ pub fn all() -> Vec<Scenario> {
             // the per-request check is the same in-memory lookup.
             request: |env| bearer(mint_hs256(env, "bench-hs256")?),
             expect: StatusCode::OK,
-            setup: Some(|ctx| {
-                Box::pin(async move {
-                    let expires_at = ctx.env.now + TOKEN_TTL_SECS;
-                    for i in 0..MANY_REVOKED {
-                        let key = revgate::revocation::RevocationKey::from_jti(&format!(
-                            "bench-revoked-{i}"
-                        ));
-                        ctx.revocations
-                            .apply(&revgate::revocation::Record::Revoke { key, expires_at });
-                    }
-                    ctx.revocations.run_pending_tasks();
-                    Ok(())
-                })
-            }),
+            setup: Some(preload_revoked),
             pending: None,
         },
         Scenario {
@@ -212,6 +183,23 @@ pub fn all() -> Vec<Scenario> {
             pending: None,
         },
     ]
+}
+
+/// Loads [`MANY_REVOKED`] revocations straight into the blocklist: a million
+/// admin API calls would take minutes and measure nothing these rows are
+/// about. The request's token is not among them: every request pays a miss.
+fn preload_revoked(ctx: SetupCtx) -> SetupFuture {
+    Box::pin(async move {
+        let expires_at = ctx.env.now + TOKEN_TTL_SECS;
+        for i in 0..MANY_REVOKED {
+            let key = revgate::revocation::RevocationKey::from_jti(&format!("bench-revoked-{i}"));
+            ctx.revocations
+                .apply(&revgate::revocation::Record::Revoke { key, expires_at });
+        }
+        ctx.revocations.run_pending_tasks();
+        eprintln!("  setup: {} entries held", ctx.revocations.len());
+        Ok(())
+    })
 }
 
 /// The in-process gateway's config: one route `/` to the bench upstream.
