@@ -2,9 +2,10 @@
 //! in-memory one (errors, endpoint answers). An enum rather than a boxed
 //! trait object, so forwarding a response costs no allocation.
 
+use crate::proxy::pool::PooledBody;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -13,7 +14,7 @@ pin_project_lite::pin_project! {
     #[project = GatewayBodyProj]
     pub enum GatewayBody {
         /// Streamed from the upstream, frame by frame.
-        Upstream { #[pin] body: Incoming },
+        Upstream { #[pin] body: PooledBody },
         /// Produced by the gateway itself.
         Local { #[pin] body: Full<Bytes> },
     }
@@ -33,8 +34,9 @@ impl GatewayBody {
     }
 }
 
-impl From<Incoming> for GatewayBody {
-    fn from(body: Incoming) -> Self {
+impl GatewayBody {
+    /// A body streamed from an upstream connection.
+    pub fn upstream(body: PooledBody) -> Self {
         GatewayBody::Upstream { body }
     }
 }

@@ -60,7 +60,7 @@ impl Gateway {
         });
         Gateway {
             routes: RouteTable::new(&config.routes),
-            proxy: Proxy::new(&config.server),
+            proxy: Proxy::new(&config.server, &config.routes),
             claim_headers: config.claim_headers().into_boxed_slice(),
             max_header_bytes: config.server.max_header_bytes,
             request_timeout: config.server.request_timeout,
@@ -145,7 +145,7 @@ impl Gateway {
         }
         // Phase: forward.
         self.proxy
-            .forward(req, &route.config, peer.ip(), claim_values)
+            .forward(req, route, peer.ip(), claim_values)
             .await
     }
 

@@ -1,46 +1,58 @@
-//! Forwarding to upstreams: one pooled HTTP client, request and response
-//! header rewriting, streaming bodies, WebSocket (upgrade) tunnels.
+//! Forwarding to upstreams: pooled HTTP/1.1 connections, request and
+//! response header rewriting, streaming bodies, WebSocket (upgrade) tunnels.
 
 pub mod headers;
+pub mod pool;
 
 use crate::body::GatewayBody;
 use crate::config::{RouteConfig, ServerConfig};
 use crate::response::Reject;
+use crate::routes::Route;
 use bytes::{BufMut, BytesMut};
 use headers::{is_upgrade_request, set_forwarded, strip_hop_by_hop};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
+use pool::{Pool, PooledBody};
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long connecting to an upstream may take before it counts as
 /// unreachable (502). Loopback and LAN upstreams connect in well under this.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The pooled upstream client, shared by every route.
-#[derive(Clone)]
+/// The upstream connection pools, one per upstream authority, shared by
+/// the routes that name it.
 pub struct Proxy {
-    client: Client<HttpConnector, Incoming>,
+    /// Indexed by route index (config order).
+    pools: Box<[Arc<Pool>]>,
 }
 
 impl Proxy {
-    /// Builds the client once, at start.
-    pub fn new(server: &ServerConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(server.upstream_idle_timeout)
-            .pool_max_idle_per_host(server.upstream_idle_per_host)
-            .build(connector);
-        Proxy { client }
+    /// Builds the pools once, at start.
+    pub fn new(server: &ServerConfig, routes: &[RouteConfig]) -> Self {
+        let mut by_authority: HashMap<&str, Arc<Pool>> = HashMap::new();
+        let pools = routes
+            .iter()
+            .map(|r| {
+                let authority = &r.upstream.authority;
+                by_authority
+                    .entry(authority.as_str())
+                    .or_insert_with(|| {
+                        Pool::new(
+                            authority.clone(),
+                            server.upstream_idle_per_host,
+                            server.upstream_idle_timeout,
+                        )
+                    })
+                    .clone()
+            })
+            .collect();
+        Proxy { pools }
     }
 
     /// Forwards `req` to the route's upstream and returns its response, with
@@ -50,10 +62,12 @@ impl Proxy {
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
-        route: &RouteConfig,
+        route: &Route,
         peer: IpAddr,
         claim_headers: Vec<(hyper::header::HeaderName, HeaderValue)>,
     ) -> Result<Response<GatewayBody>, Reject> {
+        let pool = &self.pools[route.index];
+        let route = &route.config;
         let upgrade = is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
@@ -71,15 +85,16 @@ impl Proxy {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
         set_forwarded(headers, peer, host);
+        headers.insert(header::HOST, pool.host().clone());
         for (name, value) in claim_headers {
             headers.insert(name, value);
         }
 
-        let sent = tokio::time::timeout(route.timeout, self.client.request(req)).await;
-        let mut resp = match sent {
+        let sent = tokio::time::timeout(route.timeout, pool.send(req)).await;
+        let (mut resp, lease) = match sent {
             Err(_) => return Err(Reject::UpstreamTimeout),
             Ok(Err(e)) => {
-                tracing::warn!(upstream = %route.upstream.authority, error = %e, "upstream request failed");
+                tracing::warn!(upstream = %pool.authority(), error = %e, "upstream request failed");
                 return Err(Reject::UpstreamUnreachable);
             }
             Ok(Ok(resp)) => resp,
@@ -102,7 +117,10 @@ impl Proxy {
             }
         }
         strip_hop_by_hop(resp.headers_mut(), false);
-        Ok(resp.map(GatewayBody::from))
+        // A 101 to a request that did not ask to upgrade is passed on as is,
+        // and its connection is not reused.
+        let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then_some(lease);
+        Ok(resp.map(|body| GatewayBody::upstream(PooledBody::new(body, lease))))
     }
 }
 
@@ -128,8 +146,9 @@ fn authority_value(uri: &Uri) -> Option<HeaderValue> {
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
-/// The upstream URI: upstream base path, then the request path (with the
-/// route prefix removed when `strip_prefix`), then the query.
+/// The upstream request target, in origin form: upstream base path, then the
+/// request path (with the route prefix removed when `strip_prefix`), then the
+/// query.
 pub fn upstream_uri(route: &RouteConfig, original: &Uri) -> Result<Uri, Reject> {
     let path = original.path();
     let path = if route.strip_prefix {
@@ -153,12 +172,7 @@ pub fn upstream_uri(route: &RouteConfig, original: &Uri) -> Result<Uri, Reject> 
     }
     let pq = PathAndQuery::from_maybe_shared(buf.freeze())
         .map_err(|_| Reject::InvalidRequest("invalid request path"))?;
-    Uri::builder()
-        .scheme(route.upstream.scheme.clone())
-        .authority(route.upstream.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| Reject::InvalidRequest("invalid request path"))
+    Ok(Uri::from(pq))
 }
 
 #[cfg(test)]
@@ -183,7 +197,7 @@ mod tests {
         let r = route("/api/", "http://127.0.0.1:9000", false);
         assert_eq!(
             upstream_uri(&r, &uri("/api/orders?x=1")).expect("ok"),
-            "http://127.0.0.1:9000/api/orders?x=1"
+            "/api/orders?x=1"
         );
     }
 
@@ -192,20 +206,11 @@ mod tests {
         let r = route("/api/", "http://127.0.0.1:9000", true);
         assert_eq!(
             upstream_uri(&r, &uri("/api/orders")).expect("ok"),
-            "http://127.0.0.1:9000/orders"
+            "/orders"
         );
-        assert_eq!(
-            upstream_uri(&r, &uri("/api/")).expect("ok"),
-            "http://127.0.0.1:9000/"
-        );
+        assert_eq!(upstream_uri(&r, &uri("/api/")).expect("ok"), "/");
         let r = route("/svc", "http://127.0.0.1:9000/base/", true);
-        assert_eq!(
-            upstream_uri(&r, &uri("/svc?q")).expect("ok"),
-            "http://127.0.0.1:9000/base/?q"
-        );
-        assert_eq!(
-            upstream_uri(&r, &uri("/svc/a")).expect("ok"),
-            "http://127.0.0.1:9000/base/a"
-        );
+        assert_eq!(upstream_uri(&r, &uri("/svc?q")).expect("ok"), "/base/?q");
+        assert_eq!(upstream_uri(&r, &uri("/svc/a")).expect("ok"), "/base/a");
     }
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod crash;
+mod pool;
 mod proxy;
 mod replicas;
 mod revocation;

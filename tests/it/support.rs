@@ -39,6 +39,9 @@ pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     count: Arc<AtomicUsize>,
+    /// Connections accepted, and those still open.
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -62,13 +65,19 @@ impl Upstream {
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
         let (seen2, count2) = (seen.clone(), count.clone());
+        let (accepted2, open2) = (accepted.clone(), open.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted2.fetch_add(1, Ordering::SeqCst);
+                open2.fetch_add(1, Ordering::SeqCst);
                 let (handler, seen, count) = (handler.clone(), seen2.clone(), count2.clone());
+                let open = open2.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (handler, seen, count) = (handler.clone(), seen.clone(), count.clone());
@@ -86,6 +95,7 @@ impl Upstream {
                         .serve_connection(TokioIo::new(stream), svc)
                         .with_upgrades()
                         .await;
+                    open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -93,6 +103,8 @@ impl Upstream {
             addr,
             seen,
             count,
+            accepted,
+            open,
             _task: task,
         }
     }
@@ -103,6 +115,16 @@ impl Upstream {
 
     pub fn count(&self) -> usize {
         self.count.load(Ordering::SeqCst)
+    }
+
+    /// Connections the upstream has accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections the upstream holds open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     pub fn last(&self) -> Seen {

@@ -1,0 +1,313 @@
+//! Upstream connections: one pool of idle HTTP/1.1 connections per upstream
+//! authority, each connection carrying one request at a time.
+//!
+//! Built on `hyper::client::conn::http1` rather than hyper-util's pooled
+//! client, whose per-request hand-offs (a checkout future, a spawned task
+//! returning the connection when it is ready again) cost more than the rest
+//! of the gateway's request path together. Here a connection goes back to
+//! its pool from the response body itself, on its last frame:
+//!
+//! - checkout pops the most recently used idle connection (LIFO keeps the
+//!   fewest connections warm), dropping those idle past `idle_timeout` or
+//!   closed by the upstream; with none left it connects.
+//! - a request that could not be written on a pooled connection (the upstream
+//!   closed it meanwhile) is retried on the next one: hyper hands the
+//!   unsent request back.
+//! - a response body read to its end returns the connection; one dropped
+//!   early, or a timed-out request, drops it (hyper closes it: the response
+//!   left on the wire would desync the next one).
+//! - upgraded (101) connections never come back.
+
+use crate::proxy::DEFAULT_CONNECT_TIMEOUT;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::HeaderValue;
+use hyper::http::uri::Authority;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// Port used when an `http://` upstream names none.
+const DEFAULT_HTTP_PORT: u16 = 80;
+
+/// Why a request got no response from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connect to {authority}: {source}")]
+    Connect {
+        authority: Authority,
+        source: std::io::Error,
+    },
+    #[error("connect to {0}: timed out")]
+    ConnectTimeout(Authority),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+/// Idle connections to one upstream authority.
+pub struct Pool {
+    authority: Authority,
+    /// The `Host` header sent upstream, built once.
+    host: HeaderValue,
+    max_idle: usize,
+    idle_timeout: Duration,
+    /// Oldest at the front, most recently returned at the back.
+    idle: Mutex<VecDeque<Idle>>,
+    reaper_started: AtomicBool,
+}
+
+struct Idle {
+    sender: SendRequest<Incoming>,
+    since: Instant,
+}
+
+impl Pool {
+    pub fn new(authority: Authority, max_idle: usize, idle_timeout: Duration) -> Arc<Self> {
+        let host = HeaderValue::from_str(authority.as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        Arc::new(Pool {
+            authority,
+            host,
+            max_idle,
+            idle_timeout,
+            idle: Mutex::new(VecDeque::new()),
+            reaper_started: AtomicBool::new(false),
+        })
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The value of the `Host` header for this upstream.
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// Idle connections held now (for tests and metrics).
+    pub fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        // The lock guards plain pushes and pops; a panic while held leaves
+        // the deque consistent.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) on a pooled or new
+    /// connection. On success the connection travels with the response body.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+        while let Some(mut sender) = self.checkout() {
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, self.lease(sender))),
+                Err(mut e) => match e.take_message() {
+                    // Not written: the connection closed under us. Next one.
+                    Some(unsent) => req = unsent,
+                    None => return Err(e.into_error().into()),
+                },
+            }
+        }
+        let mut sender = self.connect().await?;
+        let resp = sender.send_request(req).await?;
+        Ok((resp, self.lease(sender)))
+    }
+
+    fn lease(self: &Arc<Self>, sender: SendRequest<Incoming>) -> Lease {
+        Lease {
+            sender,
+            pool: Arc::downgrade(self),
+        }
+    }
+
+    /// The most recently used idle connection that is still usable.
+    fn checkout(&self) -> Option<SendRequest<Incoming>> {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        while let Some(entry) = idle.pop_back() {
+            if now.saturating_duration_since(entry.since) >= self.idle_timeout {
+                // Everything older is expired too.
+                idle.clear();
+                return None;
+            }
+            if entry.sender.is_ready() {
+                return Some(entry.sender);
+            }
+            // Closed by the upstream (or not ready, which a returned
+            // connection always is): drop it, which closes it.
+        }
+        None
+    }
+
+    /// Takes a connection back after its response was read in full.
+    fn checkin(self: &Arc<Self>, mut sender: SendRequest<Incoming>) {
+        if sender.is_ready() {
+            self.push(sender);
+            return;
+        }
+        if sender.is_closed() {
+            return;
+        }
+        // The connection task has not yet noticed the end of the response
+        // (the reader got there first). Wait for it off the request path.
+        let pool = Arc::downgrade(self);
+        let wait = self.idle_timeout;
+        tokio::spawn(async move {
+            if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
+                if let Some(pool) = pool.upgrade() {
+                    pool.push(sender);
+                }
+            }
+        });
+    }
+
+    fn push(&self, sender: SendRequest<Incoming>) {
+        let mut idle = self.lock();
+        if idle.len() >= self.max_idle {
+            return;
+        }
+        idle.push_back(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    /// Drops idle connections past `idle_timeout`.
+    fn reap(&self) {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        while idle
+            .front()
+            .is_some_and(|e| now.saturating_duration_since(e.since) >= self.idle_timeout)
+        {
+            idle.pop_front();
+        }
+    }
+
+    async fn connect(self: &Arc<Self>) -> Result<SendRequest<Incoming>, UpstreamError> {
+        self.start_reaper();
+        let host = self.authority.host();
+        let port = self.authority.port_u16().unwrap_or(DEFAULT_HTTP_PORT);
+        // Brackets of an IPv6 literal are not part of the address.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let stream =
+            tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+                .await
+                .map_err(|_| UpstreamError::ConnectTimeout(self.authority.clone()))?
+                .map_err(|source| UpstreamError::Connect {
+                    authority: self.authority.clone(),
+                    source,
+                })?;
+        // Small requests and responses go out at once, not after Nagle's
+        // delay.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY on upstream connection");
+        }
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        let authority = self.authority.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(upstream = %authority, error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Starts, once, a task dropping idle connections that outlive
+    /// `idle_timeout` while no request comes to find them. It holds the pool
+    /// weakly and ends with it.
+    fn start_reaper(self: &Arc<Self>) {
+        if self.reaper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pool = Arc::downgrade(self);
+        let period = (self.idle_timeout / 2).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match pool.upgrade() {
+                    Some(pool) => pool.reap(),
+                    None => return,
+                }
+            }
+        });
+    }
+}
+
+/// A connection lent to one request. Back to the pool via
+/// [`PooledBody`] once the response is read in full; dropped otherwise.
+pub struct Lease {
+    sender: SendRequest<Incoming>,
+    pool: Weak<Pool>,
+}
+
+impl Lease {
+    fn release(self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.checkin(self.sender);
+        }
+    }
+}
+
+/// An upstream response body that returns its connection to the pool when
+/// its last frame has been read.
+pub struct PooledBody {
+    body: Incoming,
+    lease: Option<Lease>,
+}
+
+impl PooledBody {
+    /// `lease` is `None` for a body whose connection must not be reused.
+    pub fn new(body: Incoming, lease: Option<Lease>) -> Self {
+        let mut pooled = PooledBody { body, lease };
+        if pooled.body.is_end_stream() {
+            pooled.release();
+        }
+        pooled
+    }
+
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.release(),
+            // A broken body: the connection is not reusable.
+            Poll::Ready(Some(Err(_))) => self.lease = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
