@@ -5,7 +5,7 @@
 //! `cargo bench --bench revocation -- --warm-up-time 1 --measurement-time 3`
 //!
 //! Method: the blocklist is filled through the public async API (memory
-//! only), then moka's housekeeping is run so the measured state is settled.
+//! only), then housekeeping is run so the measured state is settled.
 //! Probes cycle through 65,536 pre-computed keys so the table is not all in
 //! CPU cache; keys are uniformly random 128-bit values, as the real ones
 //! (SHA-256 digests) are. Single-threaded: no contention is measured.

@@ -4,12 +4,13 @@
 //!
 //! Each variant runs in a fresh child process (this binary re-executed) so
 //! freed memory from one cannot hide another's. A child reads `VmRSS` from
-//! `/proc/self/status` before and after inserting the entries (after moka's
+//! `/proc/self/status` before and after inserting the entries (after
 //! housekeeping has run) and prints the difference per entry. Variants:
 //!
-//! - `revocations`: the real `Revocations` blocklist (memory only).
+//! - `revocations`: the real `Revocations` blocklist (memory only): the
+//!   revoked-key table and its Bloom filter.
 //! - `moka_expiry`: a bare moka cache with per-entry expiry and an eviction
-//!   listener, as the blocklist builds it.
+//!   listener, as the blocklist built it before the table replaced it.
 //! - `moka_plain`: a bare unbounded moka cache without expiry.
 //! - `hashmap`: `std::collections::HashMap<u128, u64>`, the floor.
 //!

@@ -7,20 +7,24 @@
 //! | file | job |
 //! |---|---|
 //! | `revocation/key.rs` | [`RevocationKey`]: the 128-bit digest a revocation is stored under |
-//! | `revocation/blocklist.rs` | two moka caches with per-entry expiry, capacity accounting, the hot-path check |
-//! | `revocation/filter.rs` | a Bloom filter answering "never revoked" before moka is asked |
+//! | `revocation/blocklist.rs` | revoked keys and watermarks in memory, capacity accounting, the hot-path check |
+//! | `revocation/table.rs` | the revoked-key table: sharded open addressing, 24 bytes a slot |
+//! | `revocation/filter.rs` | a Bloom filter answering "never revoked" before the table is asked |
 //! | `revocation/local.rs` | the redb store: one writer thread, group commit, load at start, sweeper |
 //! | `revocation/clock.rs` | [`Clock`]: UNIX seconds, injectable for tests |
 //!
 //! # Time
 //! All times are UNIX seconds. An entry is live while `now < expires_at`,
-//! judged by the injected [`Clock`]; moka's own timer removes it from memory
-//! at about the same moment (it counts down from the write, on moka's clock).
+//! judged by the injected [`Clock`]. Housekeeping (every second) sweeps
+//! expired revocations out of the table by that clock; a watermark leaves its
+//! moka cache by moka's own timer at about the same moment (it counts down
+//! from the write, on moka's clock).
 //!
 //! # Capacity: refuse, never evict
-//! moka is built without a size bound: its size-based eviction would silently
-//! un-revoke tokens. We count entries ourselves (an atomic kept by inserts and
-//! by the caches' eviction listeners) and, at `revocation.capacity`, refuse a
+//! Nothing in memory evicts: size-based eviction would silently un-revoke
+//! tokens (so the watermarks' moka cache has no size bound). We count entries
+//! ourselves (an atomic kept by inserts, sweeps, lifts and moka's eviction
+//! listener) and, at `revocation.capacity`, refuse a
 //! *new* revocation or watermark with [`StoreError::Full`] (the gateway
 //! answers 503 with `Retry-After`), count it (`Counter::StoreFull`) and log an
 //! alarm at most once a minute. Renewing an existing entry, lifts and records
@@ -34,17 +38,18 @@
 //! reported as [`StoreError::Unavailable`] and changes nothing.
 //!
 //! # Where the locks are
-//! - Hot path ([`Revocations::is_revoked`]): none. A miss is an `arc-swap`
-//!   load and one atomic load in the filter; a filter hit reads moka, whose
-//!   table reads are lock-free (crossbeam-epoch); recording that read is a
-//!   bounded channel push, and when that queue is full moka's housekeeping
-//!   `try_lock`.
+//! - Hot path ([`Revocations::is_revoked`]): a key never revoked (the common
+//!   case) takes none: an `arc-swap` load and one atomic load in the filter.
+//!   A filter hit takes the read side of one of the table's 64 shard
+//!   `RwLock`s (shared with other readers; writers hold it for one insert or
+//!   removal, or for one shard's sweep or resize: tens of microseconds at 1M
+//!   entries). A subject lookup reads moka, whose table reads are lock-free
+//!   (crossbeam-epoch).
 //! - The filter's writer `Mutex` (`filter.rs`): held by each add around the
-//!   cache insert (microseconds) and by a rebuild (about 0.1-0.2 s per million
-//!   entries, from the housekeeping thread); never by readers.
-//! - moka internals, on writes only: a per-key waiter lock (`and_compute_with`)
-//!   and the housekeeping `try_lock`, run by the writer, by the 1 s ticker and
-//!   by a revocation that finds the blocklist full.
+//!   table or cache insert (microseconds) and by a rebuild (about 0.1 s per
+//!   million entries, from the housekeeping thread); never by readers.
+//! - moka internals, on watermark writes only: a per-key waiter lock
+//!   (`and_compute_with`) and the housekeeping `try_lock`.
 //! - The writer's request queue: a bounded tokio mpsc channel (a semaphore,
 //!   no lock held across I/O). redb's own write lock is only ever taken by the
 //!   writer thread, which owns the database.
@@ -62,6 +67,7 @@ mod filter;
 mod key;
 mod local;
 pub mod redis;
+mod table;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use key::{token_fingerprint, RevocationKey};
@@ -75,8 +81,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-/// How often moka's housekeeping runs (expired entries leave memory and free
-/// their capacity slots) when no write triggers it.
+/// How often housekeeping runs: expired entries leave memory and free their
+/// capacity slots.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often expired records are deleted from disk. Expired records on disk
@@ -330,11 +336,18 @@ impl Revocations {
         let gauge: Weak<Blocklist> = Arc::downgrade(&revocations.memory);
         metrics.add_gauges(Box::new(move || {
             gauge.upgrade().map_or_else(Vec::new, |b| {
-                vec![(
-                    "revgate_revocation_entries".to_owned(),
-                    "Live revocations and logout-all watermarks held in memory".to_owned(),
-                    b.len() as f64,
-                )]
+                vec![
+                    (
+                        "revgate_revocation_entries".to_owned(),
+                        "Live revocations and logout-all watermarks held in memory".to_owned(),
+                        b.len() as f64,
+                    ),
+                    (
+                        "revgate_revocation_index_bytes".to_owned(),
+                        "Bytes of the revoked-key table and its Bloom filter".to_owned(),
+                        (b.table_bytes() + b.filter_bytes()) as f64,
+                    ),
+                ]
             })
         }));
         tokio::spawn(housekeeping(Arc::downgrade(&revocations)));
@@ -588,7 +601,7 @@ impl Revocations {
     }
 }
 
-/// Runs moka's housekeeping every second and a disk sweep every minute, for
+/// Runs memory housekeeping every second and a disk sweep every minute, for
 /// as long as the [`Revocations`] lives.
 async fn housekeeping(revocations: Weak<Revocations>) {
     let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);

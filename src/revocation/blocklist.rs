@@ -1,33 +1,36 @@
-//! The in-memory blocklist: two moka caches with per-entry expiry and our own
-//! capacity accounting (moka is built without a size bound, so it never
-//! evicts a live revocation).
+//! The in-memory blocklist: revoked keys in a compact [`Table`], subject
+//! watermarks in a moka cache with per-entry expiry, and our own capacity
+//! accounting (moka is built without a size bound, so it never evicts a live
+//! watermark; the table never evicts at all).
 //!
-//! - `revoked`: [`RevocationKey`] -> `expires_at`, hashed by [`DigestState`]
-//!   (the key is already a SHA-256 digest, so hashing it again is wasted work).
+//! - `revoked`: [`RevocationKey`] -> `expires_at` (see [`super::table`] for
+//!   why not moka: 32-64 bytes an entry instead of about 370).
 //! - `watermarks`: subject (`Box<str>`, looked up by `&str`) -> [`Watermark`].
 //!
 //! In front of both: a Bloom [`Filter`] sized to the live entries, so a key
-//! that was never revoked is answered without touching moka. Its bits are set
-//! before an entry enters a cache (under the filter's writer lock, which a
-//! rebuild also takes); housekeeping rebuilds it when too full or too stale.
+//! that was never revoked is answered without taking a shard lock. Its bits
+//! are set before an entry is stored (under the filter's writer lock, which
+//! a rebuild also takes); housekeeping rebuilds it when too full or too
+//! stale.
 //!
 //! Counters (atomics, no lock):
-//! - `used`: entries held in both caches plus slots reserved by revocations
-//!   still on their way to disk. A new entry needs a slot; at `capacity` none
-//!   is given ([`StoreError::Full`]). Slots come back through the caches'
-//!   eviction listeners when an entry expires or is lifted.
+//! - `used`: entries held in both plus slots reserved by revocations still on
+//!   their way to disk. A new entry needs a slot; at `capacity` none is given
+//!   ([`StoreError::Full`]). Slots come back when housekeeping sweeps an
+//!   expired revocation, a revocation is lifted, or moka's eviction listener
+//!   sees a watermark expire.
 //! - `watermarks_held`: never below the number of watermarks in memory (it
 //!   goes up before the insert and down after the removal), so the hot path can
 //!   skip the subject lookup while there are none.
 
 use super::clock::Clock;
 use super::filter::Filter;
+use super::table::{Table, Upsert};
 use super::{Record, RevocationKey, StoreError};
 use moka::notification::RemovalCause;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
 use moka::Expiry;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,61 +83,9 @@ impl Drop for Reservation {
     }
 }
 
-/// Hashes a [`RevocationKey`] by folding its 128 bits to 64. The key is the
-/// head of a SHA-256 digest of a `jti` or token that only the token issuer
-/// chooses, so its bits are already uniform; SipHash on top would cost about
-/// as much as the rest of the lookup.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct DigestState;
-
-impl BuildHasher for DigestState {
-    type Hasher = DigestHasher;
-    fn build_hasher(&self) -> DigestHasher {
-        DigestHasher(0)
-    }
-}
-
-/// See [`DigestState`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn write_u128(&mut self, v: u128) {
-        self.0 ^= (v as u64) ^ ((v >> 64) as u64);
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not reached for `RevocationKey` (which hashes as one u128); a
-        // plain FNV-1a keeps any other input well spread.
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// Values that carry their own `expires_at`.
-trait ExpiresAt {
-    fn expires_at(&self) -> u64;
-}
-
-impl ExpiresAt for u64 {
-    fn expires_at(&self) -> u64 {
-        *self
-    }
-}
-
-impl ExpiresAt for Watermark {
-    fn expires_at(&self) -> u64 {
-        self.expires_at
-    }
-}
-
-/// moka per-entry expiry: an entry leaves at its `expires_at`, read against
-/// our clock when it is written (moka then counts down on its own clock).
+/// moka per-entry expiry of a watermark: it leaves at its `expires_at`,
+/// read against our clock when it is written (moka then counts down on its
+/// own clock). Lookups also check `expires_at` against our clock.
 struct UntilExpiresAt(Arc<dyn Clock>);
 
 impl UntilExpiresAt {
@@ -143,26 +94,31 @@ impl UntilExpiresAt {
     }
 }
 
-impl<K, V: ExpiresAt> Expiry<K, V> for UntilExpiresAt {
-    fn expire_after_create(&self, _key: &K, value: &V, _created_at: Instant) -> Option<Duration> {
-        Some(self.remaining(value.expires_at()))
+impl<K> Expiry<K, Watermark> for UntilExpiresAt {
+    fn expire_after_create(
+        &self,
+        _key: &K,
+        value: &Watermark,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(self.remaining(value.expires_at))
     }
 
     fn expire_after_update(
         &self,
         _key: &K,
-        value: &V,
+        value: &Watermark,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.remaining(value.expires_at()))
+        Some(self.remaining(value.expires_at))
     }
 }
 
 /// The in-memory blocklist. Shared (`Arc`) by [`super::Revocations`] and the
 /// durable store's writer thread, which applies records after each commit.
 pub(crate) struct Blocklist {
-    revoked: Cache<RevocationKey, u64, DigestState>,
+    revoked: Table,
     watermarks: Cache<Box<str>, Watermark>,
     used: Arc<AtomicI64>,
     watermarks_held: Arc<AtomicI64>,
@@ -177,15 +133,7 @@ impl Blocklist {
         let used = Arc::new(AtomicI64::new(0));
         let watermarks_held = Arc::new(AtomicI64::new(0));
         let filter = Arc::new(Filter::new());
-        let (u, f) = (Arc::clone(&used), Arc::clone(&filter));
-        let revoked = Cache::builder()
-            .expire_after(UntilExpiresAt(Arc::clone(&clock)))
-            .eviction_listener(move |_k: Arc<RevocationKey>, _v, cause| {
-                if release_on_removal(&u, cause) {
-                    f.note_removed();
-                }
-            })
-            .build_with_hasher(DigestState);
+        let revoked = Table::new();
         let (u, w, f) = (
             Arc::clone(&used),
             Arc::clone(&watermarks_held),
@@ -195,7 +143,7 @@ impl Blocklist {
             .expire_after(UntilExpiresAt(Arc::clone(&clock)))
             .eviction_listener(move |_k: Arc<Box<str>>, _v, cause| {
                 if release_on_removal(&u, cause) {
-                    f.note_removed();
+                    f.note_removed(1);
                     w.fetch_sub(1, Ordering::AcqRel);
                 }
             })
@@ -216,9 +164,10 @@ impl Blocklist {
         &self.clock
     }
 
-    /// The hot-path check. No lock, no allocation, no I/O. The common case,
-    /// a key never revoked and a subject without watermark, is answered by
-    /// the filter; moka and the clock are only consulted on a filter hit.
+    /// The hot-path check. No allocation, no I/O. The common case, a key
+    /// never revoked and a subject without watermark, is answered by the
+    /// filter without a lock; the table (a shard's read lock), moka and the
+    /// clock are only consulted on a filter hit.
     #[inline]
     pub(crate) fn is_revoked(
         &self,
@@ -252,13 +201,11 @@ impl Blocklist {
         }
     }
 
-    /// Rebuilds the filter from the caches' live entries. Revocations wait
+    /// Rebuilds the filter from the entries held. Revocations wait
     /// meanwhile (about 0.1-0.2 s per million entries).
     pub(crate) fn rebuild_filter(&self) {
         self.filter.rebuild(self.len(), |add| {
-            for (key, _) in self.revoked.iter() {
-                add(Filter::hash_key(key.0));
-            }
+            self.revoked.for_each_key(|key| add(Filter::hash_key(key)));
             for (sub, _) in self.watermarks.iter() {
                 add(self.filter.hash_str(&sub));
             }
@@ -268,7 +215,7 @@ impl Blocklist {
     /// `expires_at` of a live revocation.
     pub(crate) fn get(&self, key: RevocationKey) -> Option<u64> {
         let now = self.clock.now();
-        self.revoked.get(&key).filter(|exp| now < *exp)
+        self.revoked.get(key.0).filter(|exp| now < *exp)
     }
 
     /// The live watermark of `sub`.
@@ -287,8 +234,8 @@ impl Blocklist {
         if let Some(r) = self.try_reserve() {
             return Ok(r);
         }
-        // Expired entries keep their slot until moka's housekeeping removes
-        // them; run it before refusing.
+        // Expired entries keep their slot until housekeeping removes them;
+        // run it before refusing.
         self.run_pending_tasks();
         self.try_reserve().ok_or(StoreError::Full)
     }
@@ -328,21 +275,12 @@ impl Blocklist {
                 // In the filter before the entry exists (see the module doc).
                 let writing = self.filter.write();
                 self.filter.add(&writing, Filter::hash_key(key.0));
-                let result = self.revoked.entry(*key).and_compute_with(|old| match old {
-                    Some(e) if *e.value() >= exp => Op::Nop,
-                    _ => Op::Put(exp),
-                });
-                match result {
-                    CompResult::Inserted(_) => {
+                match self.revoked.upsert_later(key.0, exp) {
+                    Upsert::Inserted => {
                         slot.keep();
                         Applied::Revoked { expires_at: exp }
                     }
-                    CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => Applied::Revoked {
-                        expires_at: e.into_value(),
-                    },
-                    CompResult::StillNone(_) | CompResult::Removed(_) => {
-                        Applied::Revoked { expires_at: exp }
-                    }
+                    Upsert::Present(expires_at) => Applied::Revoked { expires_at },
                 }
             }
             Record::Watermark {
@@ -395,25 +333,39 @@ impl Blocklist {
             }
             Record::Lift { key } => {
                 let now = self.clock.now();
-                // The slot comes back through the eviction listener.
-                let removed = self.revoked.remove(key);
+                let removed = self.revoked.remove(key.0);
+                if removed.is_some() {
+                    self.used.fetch_sub(1, Ordering::AcqRel);
+                    self.filter.note_removed(1);
+                }
                 Applied::Lifted(removed.is_some_and(|exp| now < exp))
             }
         }
     }
 
-    /// Runs moka's pending housekeeping now: expired entries leave and give
-    /// their slots back. The gateway does this every second; tests and
-    /// benches call it to observe a settled state.
+    /// Housekeeping, now: revocations expired by our clock and watermarks
+    /// expired by moka's leave and give their slots back. The gateway does
+    /// this every second; tests and benches call it to observe a settled
+    /// state.
     pub(crate) fn run_pending_tasks(&self) {
-        self.revoked.run_pending_tasks();
+        let swept = self.revoked.sweep(self.clock.now());
+        if swept > 0 {
+            self.used
+                .fetch_sub(i64::try_from(swept).unwrap_or(i64::MAX), Ordering::AcqRel);
+            self.filter.note_removed(swept);
+        }
         self.watermarks.run_pending_tasks();
     }
 
-    /// Whether moka still holds `key` by its own clock (tests only).
+    /// Bytes of the revoked-key table's slot arrays.
+    pub(crate) fn table_bytes(&self) -> u64 {
+        self.revoked.bytes()
+    }
+
+    /// Whether the table still holds `key`, expired or not (tests only).
     #[cfg(test)]
-    pub(crate) fn moka_holds(&self, key: RevocationKey) -> bool {
-        self.revoked.contains_key(&key)
+    pub(crate) fn holds(&self, key: RevocationKey) -> bool {
+        self.revoked.get(key.0).is_some()
     }
 }
 
@@ -525,10 +477,11 @@ mod tests {
 
     #[test]
     fn slots_balance_and_filter_rebuilds_after_updates_lifts_and_expiry() {
-        // Our clock stands still; moka's timer runs on real time.
+        // Revocations expire by our clock; watermarks leave moka by its
+        // timer, which runs on real time.
         let clock = Arc::new(ManualClock::at_system_time());
         let now = clock.now();
-        let b = Blocklist::new(10_000, clock);
+        let b = Blocklist::new(10_000, clock.clone());
         for k in 0..1000u128 {
             b.apply(&revoke(k, now + 1), None);
             b.apply(&revoke(k, now + 2), None); // replaced
@@ -553,6 +506,9 @@ mod tests {
         }
         assert!((500..1000u128).all(|k| b.is_revoked(RevocationKey(k), None, None)));
         assert!(b.is_revoked(RevocationKey(9999), Some("user-3"), None));
+        b.run_pending_tasks();
+        assert_eq!(b.len(), 510, "nothing expired yet by our clock");
+        clock.set(now + 2);
         let deadline = Instant::now() + Duration::from_secs(10);
         while b.len() > 0 && Instant::now() < deadline {
             b.run_pending_tasks();
@@ -563,15 +519,5 @@ mod tests {
         b.rebuild_filter();
         assert!(b.filter.is_clear(), "rebuild kept bits of gone entries");
         assert_eq!(b.watermarks_held.load(Ordering::Acquire), 0);
-    }
-
-    #[test]
-    fn digest_hasher_folds_both_halves() {
-        let h = |k: u128| DigestState.hash_one(RevocationKey(k));
-        // Both halves reach the hash; equal inputs hash equal.
-        assert_ne!(h(0), h(1));
-        assert_ne!(h(0), h(1 << 64));
-        assert_ne!(h(1 << 64), h(2 << 64));
-        assert_eq!(h(5), h(5));
     }
 }

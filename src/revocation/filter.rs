@@ -1,4 +1,4 @@
-//! A Bloom filter in front of the moka caches: the hot path's answer for the
+//! A Bloom filter in front of the revoked-key table and the watermarks: the hot path's answer for the
 //! common case, "never revoked", in one atomic load from a small array.
 //!
 //! Why: moka's concurrent table compares keys through two pointers per probe
@@ -155,8 +155,8 @@ impl Filter {
     }
 
     /// Notes that an entry left a cache (its bits go stale).
-    pub(crate) fn note_removed(&self) {
-        self.removed.fetch_add(1, Ordering::AcqRel);
+    pub(crate) fn note_removed(&self, n: u64) {
+        self.removed.fetch_add(n, Ordering::AcqRel);
     }
 
     /// Whether the filter is too full (false positives climb) or too stale
@@ -248,7 +248,7 @@ mod tests {
             }
         }
         for _ in 0..15_000 {
-            f.note_removed();
+            f.note_removed(1);
         }
         assert!(f.needs_rebuild(), "stale filter not flagged");
         let live = hs[15_000..].to_vec();

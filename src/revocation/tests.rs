@@ -69,20 +69,6 @@ impl Drop for TempDir {
     }
 }
 
-/// Polls `cond` until it holds or `within` has passed.
-fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test]
 async fn revoke_then_get_and_is_revoked() {
     let clock = Arc::new(ManualClock::new(T));
@@ -186,21 +172,21 @@ async fn entries_leave_at_expires_at_by_the_injected_clock() {
 }
 
 #[tokio::test]
-async fn moka_drops_expired_entries_and_frees_their_slots() {
-    // Our clock stands still; moka's timer runs on real time.
-    let clock = Arc::new(ManualClock::at_system_time());
-    let now = clock.now();
+async fn expired_entries_are_swept_and_free_their_slots() {
+    let clock = Arc::new(ManualClock::new(T));
     let (r, _) = open(None, 2, &clock).await;
-    r.revoke(key(1), now + 1).await.expect("revoke");
-    r.revoke(key(2), now + 3600).await.expect("revoke");
+    r.revoke(key(1), T + 1).await.expect("revoke");
+    r.revoke(key(2), T + 3600).await.expect("revoke");
     assert_eq!(r.len(), 2);
-    let gone = eventually(Duration::from_secs(10), || {
-        r.run_pending_tasks();
-        !r.memory.moka_holds(key(1)) && r.len() == 1
-    });
-    assert!(gone, "short-lived entry still held: len {}", r.len());
-    assert!(r.memory.moka_holds(key(2)));
-    r.revoke(key(3), now + 3600)
+    assert_eq!(r.revoke(key(3), T + 3600).await, Err(StoreError::Full));
+    r.run_pending_tasks();
+    assert!(r.memory.holds(key(1)), "swept before its expires_at");
+    clock.set(T + 1);
+    r.run_pending_tasks();
+    assert!(!r.memory.holds(key(1)), "expired entry still held");
+    assert_eq!(r.len(), 1);
+    assert!(r.memory.holds(key(2)));
+    r.revoke(key(3), T + 3600)
         .await
         .expect("slot freed by expiry");
 }
