@@ -215,7 +215,9 @@ impl Authenticator {
             Err(miss) => miss,
         };
         if let (KeyMiss::UnknownKid, PublicKeys::Remote(remote)) = (miss, &self.keys) {
-            if remote.refresh_for_unknown_kid().await {
+            // Boxed: the fetch's state is large and rare; unboxed it would
+            // enlarge every request's future (each is moved per request).
+            if Box::pin(remote.refresh_for_unknown_kid()).await {
                 return remote
                     .current()
                     .select(header.alg, kid)

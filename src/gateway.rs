@@ -113,7 +113,10 @@ impl Gateway {
             if let Some(endpoint) = endpoints.find(req.uri().path()) {
                 *slot = self.metrics.endpoint_slot();
                 self.store_gate()?;
-                return tokio::time::timeout(self.request_timeout, endpoints.serve(endpoint, req))
+                // Boxed: endpoint futures (a durable write, a Redis round
+                // trip) are large and would enlarge every request's future.
+                let serve = Box::pin(endpoints.serve(endpoint, req));
+                return tokio::time::timeout(self.request_timeout, serve)
                     .await
                     .map_err(|_| Reject::RequestTimeout)?;
             }

@@ -90,6 +90,7 @@ impl Proxy {
             headers.insert(name, value);
         }
 
+        let req = req.map(http_body_util::Either::Left);
         let sent = tokio::time::timeout(route.timeout, pool.send(req)).await;
         let (mut resp, lease) = match sent {
             Err(_) => return Err(Reject::UpstreamTimeout),

@@ -13,12 +13,20 @@
 //! - a request that could not be written on a pooled connection (the upstream
 //!   closed it meanwhile) is retried on the next one: hyper hands the
 //!   unsent request back.
+//! - a request that was written on a connection idle for [`STALE_AFTER`] or
+//!   more, and got no response because the upstream closed the connection
+//!   at that moment (its keep-alive timeout fired as ours was sent), is
+//!   sent once more on a new connection if it is idempotent and has no
+//!   body, as nginx's `proxy_next_upstream error` does. Its head is copied
+//!   only in that case, so busy connections pay nothing for it.
 //! - a response body read to its end returns the connection; one dropped
 //!   early, or a timed-out request, drops it (hyper closes it: the response
 //!   left on the wire would desync the next one).
 //! - upgraded (101) connections never come back.
 
 use crate::proxy::DEFAULT_CONNECT_TIMEOUT;
+use bytes::Bytes;
+use http_body_util::{Either, Empty};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::HeaderValue;
@@ -35,6 +43,13 @@ use tokio::net::TcpStream;
 
 /// Port used when an `http://` upstream names none.
 const DEFAULT_HTTP_PORT: u16 = 80;
+
+/// A pooled connection idle this long may be closed by the upstream while
+/// our request is on its way; see the module documentation.
+pub const STALE_AFTER: Duration = Duration::from_secs(1);
+
+/// The body sent upstream: the client's, or none (a retried request).
+pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +78,7 @@ pub struct Pool {
 }
 
 struct Idle {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<UpstreamBody>,
     since: Instant,
 }
 
@@ -105,42 +120,54 @@ impl Pool {
     /// connection. On success the connection travels with the response body.
     pub async fn send(
         self: &Arc<Self>,
-        mut req: Request<Incoming>,
+        mut req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
-        while let Some(mut sender) = self.checkout() {
+        while let Some((mut sender, idle_for)) = self.checkout() {
+            let replay = (idle_for >= STALE_AFTER)
+                .then(|| replayable(&req))
+                .flatten();
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, self.lease(sender))),
-                Err(mut e) => match e.take_message() {
+                Err(mut e) => match (e.take_message(), replay) {
                     // Not written: the connection closed under us. Next one.
-                    Some(unsent) => req = unsent,
-                    None => return Err(e.into_error().into()),
+                    (Some(unsent), _) => req = unsent,
+                    (None, Some(again)) => {
+                        tracing::debug!(upstream = %self.authority, error = %e.error(), "stale upstream connection; retrying on a new one");
+                        req = again;
+                        break;
+                    }
+                    (None, None) => return Err(e.into_error().into()),
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: connecting (resolve, connect, handshake) is the rare path
+        // and its state would enlarge every request's future.
+        let mut sender = Box::pin(self.connect()).await?;
         let resp = sender.send_request(req).await?;
         Ok((resp, self.lease(sender)))
     }
 
-    fn lease(self: &Arc<Self>, sender: SendRequest<Incoming>) -> Lease {
+    fn lease(self: &Arc<Self>, sender: SendRequest<UpstreamBody>) -> Lease {
         Lease {
             sender,
             pool: Arc::downgrade(self),
         }
     }
 
-    /// The most recently used idle connection that is still usable.
-    fn checkout(&self) -> Option<SendRequest<Incoming>> {
+    /// The most recently used idle connection that is still usable, and how
+    /// long it was idle.
+    fn checkout(&self) -> Option<(SendRequest<UpstreamBody>, Duration)> {
         let now = Instant::now();
         let mut idle = self.lock();
         while let Some(entry) = idle.pop_back() {
-            if now.saturating_duration_since(entry.since) >= self.idle_timeout {
+            let idle_for = now.saturating_duration_since(entry.since);
+            if idle_for >= self.idle_timeout {
                 // Everything older is expired too.
                 idle.clear();
                 return None;
             }
             if entry.sender.is_ready() {
-                return Some(entry.sender);
+                return Some((entry.sender, idle_for));
             }
             // Closed by the upstream (or not ready, which a returned
             // connection always is): drop it, which closes it.
@@ -149,7 +176,7 @@ impl Pool {
     }
 
     /// Takes a connection back after its response was read in full.
-    fn checkin(self: &Arc<Self>, mut sender: SendRequest<Incoming>) {
+    fn checkin(self: &Arc<Self>, mut sender: SendRequest<UpstreamBody>) {
         if sender.is_ready() {
             self.push(sender);
             return;
@@ -170,10 +197,15 @@ impl Pool {
         });
     }
 
-    fn push(&self, sender: SendRequest<Incoming>) {
-        let mut idle = self.lock();
-        if idle.len() >= self.max_idle {
+    /// Pools a connection known to be ready. At `max_idle` the oldest idle
+    /// connection makes room: the one just used is the likeliest still open.
+    fn push(&self, sender: SendRequest<UpstreamBody>) {
+        if self.max_idle == 0 {
             return;
+        }
+        let mut idle = self.lock();
+        while idle.len() >= self.max_idle {
+            idle.pop_front();
         }
         idle.push_back(Idle {
             sender,
@@ -181,19 +213,17 @@ impl Pool {
         });
     }
 
-    /// Drops idle connections past `idle_timeout`.
+    /// Drops idle connections past `idle_timeout`, and those the upstream
+    /// has closed.
     fn reap(&self) {
         let now = Instant::now();
         let mut idle = self.lock();
-        while idle
-            .front()
-            .is_some_and(|e| now.saturating_duration_since(e.since) >= self.idle_timeout)
-        {
-            idle.pop_front();
-        }
+        idle.retain(|e| {
+            now.saturating_duration_since(e.since) < self.idle_timeout && !e.sender.is_closed()
+        });
     }
 
-    async fn connect(self: &Arc<Self>) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn connect(self: &Arc<Self>) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
         self.start_reaper();
         let host = self.authority.host();
         let port = self.authority.port_u16().unwrap_or(DEFAULT_HTTP_PORT);
@@ -245,10 +275,24 @@ impl Pool {
     }
 }
 
+/// A copy of `req` to send again, if it may be: an idempotent method
+/// (RFC 9110 section 9.2.2) and no body.
+fn replayable(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    if !req.method().is_idempotent() || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut again = Request::new(Either::Right(Empty::new()));
+    *again.method_mut() = req.method().clone();
+    *again.uri_mut() = req.uri().clone();
+    *again.version_mut() = req.version();
+    *again.headers_mut() = req.headers().clone();
+    Some(again)
+}
+
 /// A connection lent to one request. Back to the pool via
 /// [`PooledBody`] once the response is read in full; dropped otherwise.
 pub struct Lease {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<UpstreamBody>,
     pool: Weak<Pool>,
 }
 

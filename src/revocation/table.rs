@@ -297,10 +297,12 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
-    /// Keys that share a shard and, in a small shard, a home slot: the
-    /// worst case for probe runs and back-shifting.
+    /// Keys that share a shard and whose home slots all fall among the
+    /// first 16: long probe runs, entries that must stay put when a hole
+    /// opens before their home, and, while the shard has 16 slots, runs
+    /// that wrap around the end.
     fn crowded(i: u64) -> u128 {
-        u128::from(i << 20)
+        u128::from((i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) | (i << 20))
     }
 
     #[test]

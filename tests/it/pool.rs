@@ -6,6 +6,8 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper::StatusCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -145,4 +147,65 @@ async fn an_abandoned_response_does_not_poison_the_pool() {
         2,
         "one connection for the endless body, one reused after"
     );
+}
+
+/// An upstream that answers the first request on each connection and, on
+/// the second, reads it and closes the connection without answering: what a
+/// client sees when the upstream's keep-alive timeout fires just as its
+/// request arrives.
+async fn closes_on_second_request() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                for n in 0.. {
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => got.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    if n > 0 {
+                        return;
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if s.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
+#[tokio::test]
+async fn idempotent_request_on_a_stale_connection_is_retried_once() {
+    let (url, accepted) = closes_on_second_request().await;
+    let gw = Gateway::start(&route(&url, "")).await;
+    assert_eq!(get(&gw.url("/a"), &[]).await.status, StatusCode::OK);
+    // Idle long enough for the connection to count as possibly stale: this
+    // wait is the condition under test, not synchronisation.
+    tokio::time::sleep(revgate::proxy::pool::STALE_AFTER + Duration::from_millis(100)).await;
+    let got = get(&gw.url("/b"), &[]).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    assert_eq!(got.body, "ok");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "retried on a new connection"
+    );
+
+    // A request with a body is not sent twice: the upstream may have acted
+    // on it.
+    tokio::time::sleep(revgate::proxy::pool::STALE_AFTER + Duration::from_millis(100)).await;
+    let got = send("POST", &gw.url("/c"), &[], "payload").await;
+    assert_eq!(got.status, StatusCode::BAD_GATEWAY, "{}", got.body);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
