@@ -48,6 +48,20 @@ async fn no_keep_alive_when_idle_per_host_is_zero() {
     assert_eq!(up.accepted(), 3);
 }
 
+/// Reads one request head (the tests' requests have no body); false when the
+/// connection closed first.
+async fn read_head(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
 /// An upstream that answers one request per connection and then closes it
 /// without saying so (no `Connection: close`), as a server whose keep-alive
 /// timeout just fired does.
@@ -57,13 +71,8 @@ async fn one_shot_upstream() -> (String, tokio::task::JoinHandle<()>) {
     let task = tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
+                if !read_head(&mut s).await {
+                    return;
                 }
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
@@ -162,16 +171,8 @@ async fn closes_on_second_request() -> (String, Arc<AtomicUsize>) {
         while let Ok((mut s, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
                 for n in 0.. {
-                    let mut got = Vec::new();
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => got.extend_from_slice(&buf[..k]),
-                        }
-                    }
-                    if n > 0 {
+                    if !read_head(&mut s).await || n > 0 {
                         return;
                     }
                     let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
