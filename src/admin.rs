@@ -8,11 +8,11 @@ pub use api::AdminApi;
 use crate::body::GatewayBody;
 use crate::response::Reject;
 use crate::server::Handler;
+use crate::server::Peer;
 use crate::telemetry::Metrics;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -97,11 +97,11 @@ impl Admin {
 }
 
 impl Handler for Admin {
-    async fn call(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<GatewayBody> {
+    async fn call(&self, req: Request<Incoming>, peer: Peer) -> Response<GatewayBody> {
         match self.serve(req).await {
             Ok(resp) => resp,
             Err(reject) => {
-                crate::gateway::log_reject(&reject, peer);
+                crate::gateway::log_reject(&reject, peer.addr);
                 reject.into_response()
             }
         }

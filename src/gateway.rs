@@ -11,6 +11,7 @@ use crate::proxy::Proxy;
 use crate::response::{Cause, Reject};
 use crate::revocation::Revocations;
 use crate::routes::{Route, RouteTable};
+use crate::server::Peer;
 use crate::telemetry::{Metrics, Outcome};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, AUTHORIZATION};
@@ -79,15 +80,15 @@ impl Gateway {
     }
 
     /// Serves one request from a client at `peer`.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<GatewayBody> {
+    pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<GatewayBody> {
         let start = Instant::now();
         let mut slot = self.metrics.unmatched_slot();
-        let result = self.serve(req, peer, &mut slot).await;
+        let result = self.serve(req, &peer, &mut slot).await;
         let (resp, outcome) = match result {
             Ok(resp) if slot == self.metrics.endpoint_slot() => (resp, Outcome::Served),
             Ok(resp) => (resp, Outcome::Forwarded),
             Err(reject) => {
-                log_reject(&reject, peer);
+                log_reject(&reject, peer.addr);
                 let outcome = outcome_of(&reject);
                 (reject.into_response(), outcome)
             }
@@ -99,7 +100,7 @@ impl Gateway {
     async fn serve(
         &self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         slot: &mut usize,
     ) -> Result<Response<GatewayBody>, Reject> {
         check_header_size(&req, self.max_header_bytes)?;
@@ -148,7 +149,7 @@ impl Gateway {
         }
         // Phase: forward.
         self.proxy
-            .forward(req, route, peer.ip(), claim_values)
+            .forward(req, route, &peer.forwarded_for, claim_values)
             .await
     }
 
@@ -314,7 +315,7 @@ pub(crate) fn log_reject(reject: &Reject, peer: SocketAddr) {
 }
 
 impl crate::server::Handler for Gateway {
-    async fn call(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<GatewayBody> {
+    async fn call(&self, req: Request<Incoming>, peer: Peer) -> Response<GatewayBody> {
         self.handle(req, peer).await
     }
 }

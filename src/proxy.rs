@@ -17,7 +17,6 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use pool::{Pool, PooledBody};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,7 +62,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         route: &Route,
-        peer: IpAddr,
+        peer: &HeaderValue,
         claim_headers: Vec<(hyper::header::HeaderName, HeaderValue)>,
     ) -> Result<Response<GatewayBody>, Reject> {
         let pool = &self.pools[route.index];
@@ -151,6 +150,16 @@ fn authority_value(uri: &Uri) -> Option<HeaderValue> {
 /// request path (with the route prefix removed when `strip_prefix`), then the
 /// query.
 pub fn upstream_uri(route: &RouteConfig, original: &Uri) -> Result<Uri, Reject> {
+    let base = route.upstream.base_path.as_str();
+    if base.is_empty() && !route.strip_prefix {
+        // The common case: the target goes upstream as the client sent it
+        // (a reference-counted copy, no allocation).
+        if let Some(pq) = original.path_and_query() {
+            if pq.path().starts_with('/') {
+                return Ok(Uri::from(pq.clone()));
+            }
+        }
+    }
     let path = original.path();
     let path = if route.strip_prefix {
         let prefix = route.prefix.trim_end_matches('/');
@@ -158,7 +167,6 @@ pub fn upstream_uri(route: &RouteConfig, original: &Uri) -> Result<Uri, Reject> 
     } else {
         path
     };
-    let base = route.upstream.base_path.as_str();
     let query = original.query();
     let mut buf =
         BytesMut::with_capacity(base.len() + path.len() + 2 + query.map_or(0, |q| q.len() + 1));

@@ -6,6 +6,7 @@
 use crate::body::GatewayBody;
 use crate::config::ServerConfig;
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -24,8 +25,27 @@ pub trait Handler: Send + Sync + 'static {
     fn call(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: Peer,
     ) -> impl Future<Output = Response<GatewayBody>> + Send;
+}
+
+/// The client end of a connection, as each of its requests needs it.
+/// Cloning it costs one reference count.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client's IP as an `X-Forwarded-For` value, built once per
+    /// connection rather than per request.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        Peer {
+            addr,
+            forwarded_for: crate::proxy::headers::peer_value(addr.ip()),
+        }
+    }
 }
 
 /// hyper's smallest allowed HTTP/1 read buffer.
@@ -113,9 +133,11 @@ pub async fn accept_loop<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let client = Peer::new(peer);
         let service = hyper::service::service_fn(move |req| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.call(req, peer).await) }
+            let client = client.clone();
+            async move { Ok::<_, Infallible>(handler.call(req, client).await) }
         });
         let conn = settings
             .builder

@@ -29,7 +29,14 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// removed too unless `keep_upgrade` (a WebSocket handshake in flight).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Names listed in Connection (comma-separated, possibly several headers).
-    if headers.contains_key(header::CONNECTION) {
+    // The usual ones ("keep-alive", "close", "upgrade") are removed below
+    // anyway, so only other names need the allocating pass.
+    if headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(connection_tokens)
+        .any(|t| !is_hop_token(t))
+    {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -52,6 +59,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// The comma-separated tokens of one `Connection` value (none if it is not
+/// visible ASCII).
+fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
+    value
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// A `Connection` token whose header [`strip_hop_by_hop`] removes anyway
+/// (`close` names no header).
+fn is_hop_token(token: &str) -> bool {
+    token.eq_ignore_ascii_case("close")
+        || token.eq_ignore_ascii_case("upgrade")
+        || HOP_HEADERS
+            .iter()
+            .any(|h| token.eq_ignore_ascii_case(h.as_str()))
+}
+
 /// Whether this is an upgrade (e.g. WebSocket) request: `Connection: upgrade`
 /// together with an `Upgrade` header.
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
@@ -64,27 +92,33 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Appends the peer to `X-Forwarded-For` (`client-value, peer`), and sets
-/// `X-Forwarded-Proto: http` and `X-Forwarded-Host` from the client's `Host`
-/// (or the request's authority for HTTP/2).
-pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, host: Option<HeaderValue>) {
-    let mut peer_buf = [0u8; 64];
-    let peer_str = write_ip(peer, &mut peer_buf);
+/// The peer's address as a header value, built once per connection.
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    let mut buf = [0u8; 64];
+    HeaderValue::from_str(write_ip(peer, &mut buf))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Appends the peer (from [`peer_value`]) to `X-Forwarded-For`
+/// (`client-value, peer`), and sets `X-Forwarded-Proto: http` and
+/// `X-Forwarded-Host` from the client's `Host` (or the request's authority
+/// for HTTP/2).
+pub fn set_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, host: Option<HeaderValue>) {
     let prior: Vec<&[u8]> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .map(HeaderValue::as_bytes)
         .collect();
     let value = if prior.is_empty() {
-        HeaderValue::from_str(peer_str).ok()
+        Some(peer.clone())
     } else {
         let mut joined =
-            Vec::with_capacity(prior.iter().map(|p| p.len() + 2).sum::<usize>() + peer_str.len());
+            Vec::with_capacity(prior.iter().map(|p| p.len() + 2).sum::<usize>() + peer.len());
         for p in prior {
             joined.extend_from_slice(p);
             joined.extend_from_slice(b", ");
         }
-        joined.extend_from_slice(peer_str.as_bytes());
+        joined.extend_from_slice(peer.as_bytes());
         HeaderValue::from_bytes(&joined).ok()
     };
     if let Some(v) = value {
@@ -143,6 +177,19 @@ mod tests {
     }
 
     #[test]
+    fn usual_connection_tokens_strip_the_same() {
+        let mut h = map(&[
+            ("connection", "keep-alive"),
+            ("connection", "Close, TE"),
+            ("keep-alive", "timeout=5"),
+            ("x-keep", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-keep"], "yes");
+    }
+
+    #[test]
     fn keeps_upgrade_for_websocket() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(is_upgrade_request(&h));
@@ -156,7 +203,7 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "203.0.113.7")]);
         set_forwarded(
             &mut h,
-            "127.0.0.1".parse().expect("ip"),
+            &peer_value("127.0.0.1".parse().expect("ip")),
             Some(HeaderValue::from_static("example.com")),
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
@@ -164,7 +211,7 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "example.com");
 
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, "::1".parse().expect("ip"), None);
+        set_forwarded(&mut h, &peer_value("::1".parse().expect("ip")), None);
         assert_eq!(h["x-forwarded-for"], "::1");
     }
 }
