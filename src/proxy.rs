@@ -101,26 +101,31 @@ impl Proxy {
         };
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            // The connection is the upgrade's now (or, for a request that
+            // did not ask for one, done): it runs to its end on its own.
+            lease.detach();
+            let Some(client_upgrade) = client_upgrade else {
+                // A 101 to a request that did not ask to upgrade is passed
+                // on as is, without a body.
+                strip_hop_by_hop(resp.headers_mut(), false);
                 let (parts, _) = resp.into_parts();
-                let mut out = Response::from_parts(parts, GatewayBody::empty());
-                let h = out.headers_mut();
-                let upgrade_to = h.remove(header::UPGRADE);
-                strip_hop_by_hop(h, false);
-                if let Some(u) = upgrade_to {
-                    h.insert(header::UPGRADE, u);
-                    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                }
-                return Ok(out);
+                return Ok(Response::from_parts(parts, GatewayBody::empty()));
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            let (parts, _) = resp.into_parts();
+            let mut out = Response::from_parts(parts, GatewayBody::empty());
+            let h = out.headers_mut();
+            let upgrade_to = h.remove(header::UPGRADE);
+            strip_hop_by_hop(h, false);
+            if let Some(u) = upgrade_to {
+                h.insert(header::UPGRADE, u);
+                h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             }
+            return Ok(out);
         }
         strip_hop_by_hop(resp.headers_mut(), false);
-        // A 101 to a request that did not ask to upgrade is passed on as is,
-        // and its connection is not reused.
-        let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then_some(lease);
-        Ok(resp.map(|body| GatewayBody::upstream(PooledBody::new(body, lease))))
+        Ok(resp.map(|body| GatewayBody::upstream(PooledBody::new(body, Some(lease)))))
     }
 }
 

@@ -4,8 +4,12 @@
 //! Built on `hyper::client::conn::http1` rather than hyper-util's pooled
 //! client, whose per-request hand-offs (a checkout future, a spawned task
 //! returning the connection when it is ready again) cost more than the rest
-//! of the gateway's request path together. Here a connection goes back to
-//! its pool from the response body itself, on its last frame:
+//! of the gateway's request path together. A connection is not a task of
+//! its own either: its hyper `Connection` future (the "driver") is polled by
+//! whoever holds it, the request future while waiting for the response head
+//! and then the response body, so a forwarded request never leaves the
+//! client connection's task. A connection goes back to its pool from the
+//! response body itself, on its last frame:
 //!
 //! - checkout pops the most recently used idle connection (LIFO keeps the
 //!   fewest connections warm), dropping those idle past `idle_timeout` or
@@ -22,7 +26,10 @@
 //! - a response body read to its end returns the connection; one dropped
 //!   early, or a timed-out request, drops it (hyper closes it: the response
 //!   left on the wire would desync the next one).
-//! - upgraded (101) connections never come back.
+//! - upgraded (101) connections never come back: their driver is spawned to
+//!   hand the socket over to the tunnel.
+//! - an idle connection is polled once when checked out (and by the reaper),
+//!   which is when a close by the upstream is noticed.
 
 use crate::proxy::DEFAULT_CONNECT_TIMEOUT;
 use bytes::Bytes;
@@ -34,10 +41,11 @@ use hyper::http::uri::Authority;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -50,6 +58,45 @@ pub const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// The body sent upstream: the client's, or none (a retried request).
 pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+
+/// A connection's hyper `Connection` future: reads and writes its socket
+/// when polled, ends when the connection closes.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// One upstream connection: where requests go in, and what moves them.
+struct Conn {
+    sender: SendRequest<UpstreamBody>,
+    driver: Driver,
+}
+
+impl Conn {
+    /// Polls the driver once without a waker (the caller is about to poll
+    /// it properly, or will drop it). False if the connection has ended.
+    fn poll_quietly(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        self.driver.as_mut().poll(&mut cx).is_pending()
+    }
+
+    /// Sends `req` and waits for the response head, driving the connection
+    /// meanwhile.
+    async fn send(
+        &mut self,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>> {
+        let mut response = std::pin::pin!(self.sender.try_send_request(req));
+        let driver = &mut self.driver;
+        let mut ended = false;
+        std::future::poll_fn(|cx| {
+            if !ended {
+                // The connection ending resolves the response future with
+                // its error first (hyper's dispatcher guarantees it).
+                ended = driver.as_mut().poll(cx).is_ready();
+            }
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+}
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +125,7 @@ pub struct Pool {
 }
 
 struct Idle {
-    sender: SendRequest<UpstreamBody>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -122,12 +169,12 @@ impl Pool {
         self: &Arc<Self>,
         mut req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
-        while let Some((mut sender, idle_for)) = self.checkout() {
+        while let Some((mut conn, idle_for)) = self.checkout() {
             let replay = (idle_for >= STALE_AFTER)
                 .then(|| replayable(&req))
                 .flatten();
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, self.lease(sender))),
+            match conn.send(req).await {
+                Ok(resp) => return Ok((resp, self.lease(conn))),
                 Err(mut e) => match (e.take_message(), replay) {
                     // Not written: the connection closed under us. Next one.
                     (Some(unsent), _) => req = unsent,
@@ -142,56 +189,72 @@ impl Pool {
         }
         // Boxed: connecting (resolve, connect, handshake) is the rare path
         // and its state would enlarge every request's future.
-        let mut sender = Box::pin(self.connect()).await?;
-        let resp = sender.send_request(req).await?;
-        Ok((resp, self.lease(sender)))
+        let mut conn = Box::pin(self.connect()).await?;
+        match conn.send(req).await {
+            Ok(resp) => Ok((resp, self.lease(conn))),
+            Err(e) => Err(e.into_error().into()),
+        }
     }
 
-    fn lease(self: &Arc<Self>, sender: SendRequest<UpstreamBody>) -> Lease {
+    fn lease(self: &Arc<Self>, conn: Conn) -> Lease {
         Lease {
-            sender,
+            conn,
             pool: Arc::downgrade(self),
         }
     }
 
     /// The most recently used idle connection that is still usable, and how
     /// long it was idle.
-    fn checkout(&self) -> Option<(SendRequest<UpstreamBody>, Duration)> {
+    fn checkout(&self) -> Option<(Conn, Duration)> {
         let now = Instant::now();
-        let mut idle = self.lock();
-        while let Some(entry) = idle.pop_back() {
-            let idle_for = now.saturating_duration_since(entry.since);
-            if idle_for >= self.idle_timeout {
-                // Everything older is expired too.
-                idle.clear();
-                return None;
+        loop {
+            let entry = {
+                let mut idle = self.lock();
+                let entry = idle.pop_back()?;
+                if now.saturating_duration_since(entry.since) >= self.idle_timeout {
+                    // Everything older is expired too.
+                    idle.clear();
+                    return None;
+                }
+                entry
+            };
+            let Idle { mut conn, since } = entry;
+            // Nobody polled it while idle: this is when a close by the
+            // upstream is noticed (outside the lock: it may read the socket).
+            if conn.poll_quietly() && conn.sender.is_ready() {
+                return Some((conn, now.saturating_duration_since(since)));
             }
-            if entry.sender.is_ready() {
-                return Some((entry.sender, idle_for));
-            }
-            // Closed by the upstream (or not ready, which a returned
-            // connection always is): drop it, which closes it.
         }
-        None
     }
 
     /// Takes a connection back after its response was read in full.
-    fn checkin(self: &Arc<Self>, mut sender: SendRequest<UpstreamBody>) {
-        if sender.is_ready() {
-            self.push(sender);
+    fn checkin(self: &Arc<Self>, mut conn: Conn) {
+        // Let the connection notice the end of the exchange.
+        if !conn.poll_quietly() {
             return;
         }
-        if sender.is_closed() {
+        if conn.sender.is_ready() {
+            self.push(conn);
             return;
         }
-        // The connection task has not yet noticed the end of the response
-        // (the reader got there first). Wait for it off the request path.
+        // Still busy (the upstream answered before the request body was
+        // all sent, say): finish off the request path, then pool it.
         let pool = Arc::downgrade(self);
         let wait = self.idle_timeout;
         tokio::spawn(async move {
-            if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
+            let Conn {
+                mut sender,
+                mut driver,
+            } = conn;
+            let ready = std::future::poll_fn(|cx| {
+                if driver.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                sender.poll_ready(cx).map(|r| r.is_ok())
+            });
+            if let Ok(true) = tokio::time::timeout(wait, ready).await {
                 if let Some(pool) = pool.upgrade() {
-                    pool.push(sender);
+                    pool.push(Conn { sender, driver });
                 }
             }
         });
@@ -199,7 +262,7 @@ impl Pool {
 
     /// Pools a connection known to be ready. At `max_idle` the oldest idle
     /// connection makes room: the one just used is the likeliest still open.
-    fn push(&self, sender: SendRequest<UpstreamBody>) {
+    fn push(&self, conn: Conn) {
         if self.max_idle == 0 {
             return;
         }
@@ -208,22 +271,22 @@ impl Pool {
             idle.pop_front();
         }
         idle.push_back(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }
 
     /// Drops idle connections past `idle_timeout`, and those the upstream
-    /// has closed.
+    /// has closed (polling each lets it notice).
     fn reap(&self) {
         let now = Instant::now();
         let mut idle = self.lock();
-        idle.retain(|e| {
-            now.saturating_duration_since(e.since) < self.idle_timeout && !e.sender.is_closed()
+        idle.retain_mut(|e| {
+            now.saturating_duration_since(e.since) < self.idle_timeout && e.conn.poll_quietly()
         });
     }
 
-    async fn connect(self: &Arc<Self>) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+    async fn connect(self: &Arc<Self>) -> Result<Conn, UpstreamError> {
         self.start_reaper();
         let host = self.authority.host();
         let port = self.authority.port_u16().unwrap_or(DEFAULT_HTTP_PORT);
@@ -243,13 +306,10 @@ impl Pool {
             tracing::debug!(error = %e, "TCP_NODELAY on upstream connection");
         }
         let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        let authority = self.authority.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(upstream = %authority, error = %e, "upstream connection ended");
-            }
-        });
-        Ok(sender)
+        Ok(Conn {
+            sender,
+            driver: Box::pin(conn.with_upgrades()),
+        })
     }
 
     /// Starts, once, a task dropping idle connections that outlive
@@ -290,17 +350,39 @@ fn replayable(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
 }
 
 /// A connection lent to one request. Back to the pool via
-/// [`PooledBody`] once the response is read in full; dropped otherwise.
+/// [`PooledBody`] once the response is read in full; dropped (closed)
+/// otherwise.
 pub struct Lease {
-    sender: SendRequest<UpstreamBody>,
+    conn: Conn,
     pool: Weak<Pool>,
 }
 
 impl Lease {
     fn release(self) {
         if let Some(pool) = self.pool.upgrade() {
-            pool.checkin(self.sender);
+            pool.checkin(self.conn);
         }
+    }
+
+    /// Runs the connection to its end on a task of its own, for a 101: the
+    /// driver hands the socket to `hyper::upgrade::on`.
+    pub fn detach(self) {
+        let authority = self
+            .pool
+            .upgrade()
+            .map(|p| p.authority.to_string())
+            .unwrap_or_default();
+        tokio::spawn(async move {
+            let _sender = self.conn.sender;
+            if let Err(e) = self.conn.driver.await {
+                tracing::debug!(upstream = %authority, error = %e, "upgraded upstream connection ended");
+            }
+        });
+    }
+
+    /// Drives the connection: what the response body needs to arrive.
+    fn poll_driver(&mut self, cx: &mut Context<'_>) -> bool {
+        self.conn.driver.as_mut().poll(cx).is_pending()
     }
 }
 
@@ -336,7 +418,18 @@ impl Body for PooledBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        // The connection reads the body off the socket as it is driven, and
+        // only reads on once the body has asked for more (polled Pending).
+        // An ended connection has already sent the body its end or error.
+        let mut polled = Pin::new(&mut self.body).poll_frame(cx);
+        if polled.is_pending() {
+            if let Some(lease) = &mut self.lease {
+                if !lease.poll_driver(cx) {
+                    self.lease = None;
+                }
+                polled = Pin::new(&mut self.body).poll_frame(cx);
+            }
+        }
         match &polled {
             Poll::Ready(None) => self.release(),
             Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.release(),
