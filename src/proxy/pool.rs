@@ -30,6 +30,10 @@
 //!   hand the socket over to the tunnel.
 //! - an idle connection is polled once when checked out (and by the reaper),
 //!   which is when a close by the upstream is noticed.
+//! - after the response head, the connection moves only as fast as the
+//!   response body is read: a request body still being uploaded then (an
+//!   upstream that answered early) waits for the client to read, and once
+//!   the response has ended it is finished on a task of its own.
 
 use crate::proxy::DEFAULT_CONNECT_TIMEOUT;
 use bytes::Bytes;
@@ -66,15 +70,29 @@ type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
 /// One upstream connection: where requests go in, and what moves them.
 struct Conn {
     sender: SendRequest<UpstreamBody>,
-    driver: Driver,
+    /// `None` once the connection has ended: a finished driver is dropped at
+    /// once, which is what makes hyper hand back a request it never wrote
+    /// and fail one it did.
+    driver: Option<Driver>,
 }
 
 impl Conn {
+    /// Polls the driver with `cx`; false once the connection has ended.
+    fn poll_driver(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(driver) = &mut self.driver else {
+            return false;
+        };
+        if driver.as_mut().poll(cx).is_ready() {
+            self.driver = None;
+            return false;
+        }
+        true
+    }
+
     /// Polls the driver once without a waker (the caller is about to poll
     /// it properly, or will drop it). False if the connection has ended.
     fn poll_quietly(&mut self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        self.driver.as_mut().poll(&mut cx).is_pending()
+        self.poll_driver(&mut Context::from_waker(Waker::noop()))
     }
 
     /// Sends `req` and waits for the response head, driving the connection
@@ -84,14 +102,11 @@ impl Conn {
         req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamBody>>> {
         let mut response = std::pin::pin!(self.sender.try_send_request(req));
-        let driver = &mut self.driver;
-        let mut ended = false;
         std::future::poll_fn(|cx| {
-            if !ended {
-                // The connection ending resolves the response future with
-                // its error first (hyper's dispatcher guarantees it).
-                ended = driver.as_mut().poll(cx).is_ready();
-            }
+            // An ended connection is dropped inside poll_driver, which
+            // resolves the response: the request back if it was never
+            // written, an error if it was.
+            self.poll_driver(cx);
             response.as_mut().poll(cx)
         })
         .await
@@ -238,23 +253,20 @@ impl Pool {
             return;
         }
         // Still busy (the upstream answered before the request body was
-        // all sent, say): finish off the request path, then pool it.
+        // all sent, say): drive it on a task of its own until it is ready
+        // for the next request (then pool it) or ends.
         let pool = Arc::downgrade(self);
-        let wait = self.idle_timeout;
         tokio::spawn(async move {
-            let Conn {
-                mut sender,
-                mut driver,
-            } = conn;
             let ready = std::future::poll_fn(|cx| {
-                if driver.as_mut().poll(cx).is_ready() {
+                if !conn.poll_driver(cx) {
                     return Poll::Ready(false);
                 }
-                sender.poll_ready(cx).map(|r| r.is_ok())
-            });
-            if let Ok(true) = tokio::time::timeout(wait, ready).await {
+                conn.sender.poll_ready(cx).map(|r| r.is_ok())
+            })
+            .await;
+            if ready {
                 if let Some(pool) = pool.upgrade() {
-                    pool.push(Conn { sender, driver });
+                    pool.push(conn);
                 }
             }
         });
@@ -277,13 +289,25 @@ impl Pool {
     }
 
     /// Drops idle connections past `idle_timeout`, and those the upstream
-    /// has closed (polling each lets it notice).
+    /// has closed (polling each lets it notice; outside the lock, as it may
+    /// read and close sockets).
     fn reap(&self) {
         let now = Instant::now();
+        let taken = std::mem::take(&mut *self.lock());
+        let live: VecDeque<Idle> = taken
+            .into_iter()
+            .filter_map(|mut e| {
+                let fresh = now.saturating_duration_since(e.since) < self.idle_timeout;
+                (fresh && e.conn.poll_quietly()).then_some(e)
+            })
+            .collect();
         let mut idle = self.lock();
-        idle.retain_mut(|e| {
-            now.saturating_duration_since(e.since) < self.idle_timeout && e.conn.poll_quietly()
-        });
+        // Connections returned meanwhile are newer: they stay at the back.
+        let newer = std::mem::replace(&mut *idle, live);
+        idle.extend(newer);
+        while idle.len() > self.max_idle {
+            idle.pop_front();
+        }
     }
 
     async fn connect(self: &Arc<Self>) -> Result<Conn, UpstreamError> {
@@ -308,7 +332,7 @@ impl Pool {
         let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
         Ok(Conn {
             sender,
-            driver: Box::pin(conn.with_upgrades()),
+            driver: Some(Box::pin(conn.with_upgrades())),
         })
     }
 
@@ -365,24 +389,24 @@ impl Lease {
     }
 
     /// Runs the connection to its end on a task of its own, for a 101: the
-    /// driver hands the socket to `hyper::upgrade::on`.
+    /// driver hands the socket to `hyper::upgrade::on` (often it already
+    /// has, and has ended).
     pub fn detach(self) {
-        let authority = self
-            .pool
-            .upgrade()
-            .map(|p| p.authority.to_string())
-            .unwrap_or_default();
+        let Conn { sender, driver } = self.conn;
+        let Some(driver) = driver else {
+            return;
+        };
         tokio::spawn(async move {
-            let _sender = self.conn.sender;
-            if let Err(e) = self.conn.driver.await {
-                tracing::debug!(upstream = %authority, error = %e, "upgraded upstream connection ended");
+            let _sender = sender;
+            if let Err(e) = driver.await {
+                tracing::debug!(error = %e, "upgraded upstream connection ended");
             }
         });
     }
 
     /// Drives the connection: what the response body needs to arrive.
     fn poll_driver(&mut self, cx: &mut Context<'_>) -> bool {
-        self.conn.driver.as_mut().poll(cx).is_pending()
+        self.conn.poll_driver(cx)
     }
 }
 
