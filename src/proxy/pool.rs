@@ -472,3 +472,40 @@ impl Body for PooledBody {
         self.body.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Conn` whose driver is `driver` (the real connection's is dropped).
+    async fn conn_with(driver: Driver) -> Conn {
+        let (io, _peer) = tokio::io::duplex(64);
+        let (sender, _real) = http1::handshake::<_, UpstreamBody>(TokioIo::new(io))
+            .await
+            .expect("handshake");
+        Conn {
+            sender,
+            driver: Some(driver),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_driver_is_never_polled_again() {
+        // `Ready` panics when polled after completion, as hyper's upgradeable
+        // connection does.
+        let mut conn = conn_with(Box::pin(std::future::ready(Ok(())))).await;
+        assert!(!conn.poll_quietly(), "the connection has ended");
+        assert!(conn.driver.is_none());
+        assert!(!conn.poll_quietly(), "and stays ended, without a poll");
+        // Detaching an ended connection spawns nothing to poll it.
+        let pool = Pool::new("127.0.0.1:9".parse().expect("authority"), 1, STALE_AFTER);
+        pool.lease(conn).detach();
+    }
+
+    #[tokio::test]
+    async fn a_live_driver_keeps_the_connection() {
+        let mut conn = conn_with(Box::pin(std::future::pending())).await;
+        assert!(conn.poll_quietly());
+        assert!(conn.driver.is_some());
+    }
+}
