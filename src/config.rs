@@ -10,7 +10,7 @@ pub mod raw;
 pub use duration::{format_duration, parse_duration};
 
 use hyper::header::HeaderName;
-use hyper::http::uri::{Authority, Scheme};
+use hyper::http::uri::Authority;
 use hyper::Uri;
 use raw::{RawAdmin, RawConfig, RawEndpoints, RawJwt, RawRevocation, RawRoute, RawServer};
 use std::collections::HashSet;
@@ -236,10 +236,10 @@ pub enum AuthMode {
     None,
 }
 
-/// The upstream of a route: `http://host:port[/base]`.
+/// The upstream of a route: `http://host:port[/base]` (only `http`, so the
+/// scheme is not kept).
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    pub scheme: Scheme,
     pub authority: Authority,
     /// Path prepended to the forwarded path, without trailing `/` ("" for none).
     pub base_path: String,
@@ -960,8 +960,8 @@ fn upstream(key: &str, value: &str) -> Result<Upstream, ConfigError> {
             format!("{value:?} is not a URL; write e.g. \"http://127.0.0.1:9000\""),
         )
     })?;
-    let scheme = match uri.scheme_str() {
-        Some("http") => Scheme::HTTP,
+    match uri.scheme_str() {
+        Some("http") => {}
         Some("https") => {
             return Err(ConfigError::invalid(
                 key,
@@ -974,7 +974,7 @@ fn upstream(key: &str, value: &str) -> Result<Upstream, ConfigError> {
                 format!("{value:?} must start with http://"),
             ))
         }
-    };
+    }
     let authority = uri
         .authority()
         .cloned()
@@ -990,7 +990,6 @@ fn upstream(key: &str, value: &str) -> Result<Upstream, ConfigError> {
     }
     let base_path = uri.path().trim_end_matches('/').to_string();
     Ok(Upstream {
-        scheme,
         authority,
         base_path,
     })

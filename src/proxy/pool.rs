@@ -167,11 +167,6 @@ impl Pool {
         &self.host
     }
 
-    /// Idle connections held now (for tests and metrics).
-    pub fn idle_count(&self) -> usize {
-        self.lock().len()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
         // The lock guards plain pushes and pops; a panic while held leaves
         // the deque consistent.
