@@ -78,6 +78,14 @@ impl App {
             Some(jwt) => Some(Authenticator::new(jwt).await?),
             None => None,
         };
+        if let Some(auth) = &auth {
+            let auth = Arc::clone(auth);
+            metrics.add_counter(
+                "revgate_token_cache_hits_total",
+                "Verified-token cache hits",
+                Box::new(move || auth.cache_hits()),
+            );
+        }
         let (leeway, lifetime) = config.jwt.as_ref().map_or(
             (
                 crate::config::DEFAULT_LEEWAY,

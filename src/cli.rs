@@ -8,9 +8,20 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The version and the commit the binary was built from (see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("REVGATE_COMMIT"),
+    ")"
+);
+
+/// The commit the binary was built from, or "unknown".
+pub const COMMIT: &str = env!("REVGATE_COMMIT");
+
 /// revgate: JWT verification and revocation at the edge.
 #[derive(Debug, Parser)]
-#[command(name = "revgate", version, about)]
+#[command(name = "revgate", version = VERSION, about)]
 pub struct Cli {
     /// Configuration file.
     #[arg(
@@ -32,6 +43,13 @@ pub struct Cli {
 pub enum Command {
     /// Validate the configuration and exit (0: valid, 2: invalid).
     CheckConfig,
+    /// Print a shell completion script (e.g. `revgate completions bash >
+    /// /etc/bash_completion.d/revgate`); reads no configuration.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run the gateway from the config together with a built-in echo
     /// upstream, and print commands to try.
     Demo,
@@ -195,6 +213,27 @@ mod tests {
         );
         assert_eq!(req.alg, Some(Algorithm::ES256));
         assert_eq!(req.kid.as_deref(), Some("k1"));
+    }
+
+    #[test]
+    fn version_names_the_commit() {
+        let err = Cli::try_parse_from(["revgate", "--version"]).expect_err("--version exits");
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+        let text = err.to_string();
+        assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+        assert!(text.contains(COMMIT), "{text}");
+    }
+
+    #[test]
+    fn completions_take_a_shell() {
+        let cli = Cli::try_parse_from(["revgate", "completions", "zsh"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Completions {
+                shell: clap_complete::Shell::Zsh
+            })
+        ));
+        assert!(Cli::try_parse_from(["revgate", "completions", "tcsh"]).is_err());
     }
 
     #[test]

@@ -260,20 +260,59 @@ pub struct RouteConfig {
     pub timeout: Duration,
 }
 
+/// Which secrets loading resolves: each command needs only what it uses, so
+/// `revgate mint` runs without the admin token and `revgate revoke` without
+/// the HMAC secret (their `*_env` variables may be unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Every secret: running the gateway, `check-config`, `demo`.
+    All,
+    /// The token-signing secret only (`revgate mint`): `admin.token*` is
+    /// not read.
+    Signing,
+    /// The admin token only (`revgate revoke`): `jwt.hmac_secret*` is not
+    /// read.
+    Admin,
+}
+
+impl Secrets {
+    fn admin(self) -> bool {
+        self != Secrets::Signing
+    }
+
+    fn signing(self) -> bool {
+        self != Secrets::Admin
+    }
+}
+
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, Secrets::All)
+    }
+
+    /// [`Config::load`], resolving only the given secrets.
+    pub fn load_with(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        Config::from_toml(&text, &path.display().to_string())
+        Config::from_toml_with(&text, &path.display().to_string(), secrets)
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with(text, origin, Secrets::All)
+    }
+
+    /// [`Config::from_toml`], resolving only the given secrets.
+    pub fn from_toml_with(
+        text: &str,
+        origin: &str,
+        secrets: Secrets,
+    ) -> Result<Config, ConfigError> {
         let raw = parse_raw(text, origin)?;
-        Config::try_from(raw)
+        Config::from_raw(raw, secrets)
     }
 
     /// Every header named in any route's `forward_claims`: deleted from every
@@ -331,9 +370,15 @@ impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
+        Config::from_raw(raw, Secrets::All)
+    }
+}
+
+impl Config {
+    fn from_raw(raw: RawConfig, secrets: Secrets) -> Result<Config, ConfigError> {
         let server = server(raw.server)?;
-        let admin = raw.admin.map(admin).transpose()?;
-        let jwt = raw.jwt.map(jwt).transpose()?;
+        let admin = raw.admin.map(|a| admin(a, secrets)).transpose()?;
+        let jwt = raw.jwt.map(|j| jwt(j, secrets)).transpose()?;
         let revocation = revocation(raw.revocation)?;
         let endpoints = endpoints(raw.endpoints)?;
         let routes = raw
@@ -559,8 +604,12 @@ pub(crate) fn secret(
     Ok(Some(Secret(secret)))
 }
 
-fn admin(raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
-    let token = secret("admin", "token", raw.token, raw.token_file, raw.token_env)?;
+fn admin(raw: RawAdmin, secrets: Secrets) -> Result<AdminConfig, ConfigError> {
+    let token = if secrets.admin() {
+        secret("admin", "token", raw.token, raw.token_file, raw.token_env)?
+    } else {
+        None
+    };
     if let Some(t) = &token {
         if t.expose().len() < 16 {
             return Err(ConfigError::invalid(
@@ -599,7 +648,7 @@ pub fn is_hmac(alg: Algorithm) -> bool {
     matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 
-fn jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
+fn jwt(raw: RawJwt, secrets: Secrets) -> Result<JwtConfig, ConfigError> {
     let names = raw.algorithms.unwrap_or_else(|| vec!["HS256".to_string()]);
     if names.is_empty() {
         return Err(ConfigError::invalid(
@@ -628,16 +677,20 @@ fn jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
             }
         }
     }
-    let hmac_secret = secret(
-        "jwt",
-        "hmac_secret",
-        raw.hmac_secret,
-        raw.hmac_secret_file,
-        raw.hmac_secret_env,
-    )?;
+    let hmac_secret = if secrets.signing() {
+        secret(
+            "jwt",
+            "hmac_secret",
+            raw.hmac_secret,
+            raw.hmac_secret_file,
+            raw.hmac_secret_env,
+        )?
+    } else {
+        None
+    };
     let wants_hmac = algorithms.iter().any(|a| is_hmac(*a));
     let wants_asym = algorithms.iter().any(|a| !is_hmac(*a));
-    if wants_hmac && hmac_secret.is_none() {
+    if wants_hmac && hmac_secret.is_none() && secrets.signing() {
         return Err(ConfigError::invalid(
             "jwt.hmac_secret",
             "an HMAC algorithm is allowed but no secret is set (hmac_secret, hmac_secret_file or hmac_secret_env)",

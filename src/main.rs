@@ -3,19 +3,31 @@
 use clap::Parser;
 use revgate::app::App;
 use revgate::cli::{Cli, Command};
-use revgate::config::Config;
+use revgate::config::{Config, Secrets};
 use std::process::ExitCode;
 
-/// Exit status for configuration errors (SPEC §1).
+/// Exit status for configuration errors.
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     revgate::telemetry::init_logging(cli.log_format);
-    if matches!(cli.command, Some(Command::Demo)) {
-        revgate::demo::default_env();
-    }
-    let config = match Config::load(&cli.config) {
+    let secrets = match &cli.command {
+        Some(Command::Completions { shell }) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "revgate", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Demo) => {
+            revgate::demo::default_env();
+            Secrets::All
+        }
+        // Each command resolves only the secrets it uses.
+        Some(Command::Mint(_)) => Secrets::Signing,
+        Some(Command::Revoke(_)) => Secrets::Admin,
+        Some(Command::CheckConfig) | None => Secrets::All,
+    };
+    let config = match Config::load_with(&cli.config, secrets) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("revgate: config error: {e}");
@@ -37,6 +49,8 @@ fn main() -> ExitCode {
         Some(Command::Mint(args)) => mint(&config, args),
         Some(Command::Revoke(args)) => revoke(&config, &args),
         Some(Command::Demo) => run(config, true),
+        // Answered before the config is read.
+        Some(Command::Completions { .. }) => ExitCode::SUCCESS,
         None => run(config, false),
     }
 }

@@ -1,6 +1,7 @@
 //! Logging setup and Prometheus metrics.
 
 pub mod metrics;
+mod process;
 
 pub use metrics::{Metrics, Outcome};
 

@@ -86,12 +86,19 @@ impl RouteSlot {
 /// Gauges read when `/metrics` is scraped.
 pub type GaugeFn = Box<dyn Fn() -> Vec<(String, String, f64)> + Send + Sync>;
 
+/// A counter kept elsewhere (e.g. the token cache's hits), read at scrape.
+pub type CounterFn = Box<dyn Fn() -> u64 + Send + Sync>;
+
 /// All counters of one gateway process.
 pub struct Metrics {
     slots: Vec<RouteSlot>,
     /// Named counters beyond requests (revocations, store events...).
     counters: Vec<(&'static str, &'static str, AtomicU64)>,
     gauges: std::sync::RwLock<Vec<GaugeFn>>,
+    /// (name, help, read): counters owned by other components.
+    counter_fns: std::sync::RwLock<Vec<(&'static str, &'static str, CounterFn)>>,
+    /// UNIX time the process registered its metrics (about its start).
+    started: f64,
 }
 
 /// Named counters, by index into `Metrics::counters`.
@@ -114,11 +121,9 @@ pub enum Counter {
     StoreDisconnects,
     /// Requests denied (503) while the shared store was down.
     StoreDownDenied,
-    /// Verified-token cache hits.
-    TokenCacheHits,
 }
 
-const COUNTERS: [(&str, &str); 9] = [
+const COUNTERS: [(&str, &str); 8] = [
     ("revgate_revocations_total", "Token revocations recorded"),
     ("revgate_watermarks_total", "Logout-all watermarks recorded"),
     (
@@ -145,10 +150,6 @@ const COUNTERS: [(&str, &str); 9] = [
         "revgate_store_down_denied_total",
         "Requests answered 503 while the shared store was unreachable",
     ),
-    (
-        "revgate_token_cache_hits_total",
-        "Verified-token cache hits",
-    ),
 ];
 
 impl Metrics {
@@ -164,6 +165,10 @@ impl Metrics {
                 .map(|(n, h)| (*n, *h, AtomicU64::new(0)))
                 .collect(),
             gauges: std::sync::RwLock::new(Vec::new()),
+            counter_fns: std::sync::RwLock::new(Vec::new()),
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
         }
     }
 
@@ -216,6 +221,13 @@ impl Metrics {
     pub fn add_gauges(&self, f: GaugeFn) {
         if let Ok(mut g) = self.gauges.write() {
             g.push(f);
+        }
+    }
+
+    /// Registers a counter owned by another component, read at scrape.
+    pub fn add_counter(&self, name: &'static str, help: &'static str, read: CounterFn) {
+        if let Ok(mut c) = self.counter_fns.write() {
+            c.push((name, help, read));
         }
     }
 
@@ -274,6 +286,24 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
+        if let Ok(counters) = self.counter_fns.read() {
+            for (name, help, read) in counters.iter() {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                    read()
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP revgate_build_info The running build: version and git commit\n\
+             # TYPE revgate_build_info gauge\n\
+             revgate_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            escape(env!("CARGO_PKG_VERSION")),
+            escape(crate::cli::COMMIT)
+        );
+        super::process::render(&mut out, self.started);
         if let Ok(gauges) = self.gauges.read() {
             for f in gauges.iter() {
                 for (name, help, v) in f() {

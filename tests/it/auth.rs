@@ -253,3 +253,27 @@ async fn dot_segments_cannot_dodge_auth() {
     );
     assert_eq!(up.count(), 0);
 }
+
+/// Pins a fixed bug: `revgate_token_cache_hits_total` was exported but never
+/// incremented. The second request with the same token is a cache hit. Also
+/// checks the build and process metrics operators expect.
+#[tokio::test]
+async fn metrics_count_token_cache_hits_and_name_the_build() {
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&auth_config(&up.url(), "")).await;
+    let t = token("metrics-cache", "orders:read");
+    for _ in 0..3 {
+        assert_eq!(get_with(&gw.url("/api/x"), &t).await.status, StatusCode::OK);
+    }
+    let body = get(&gw.admin_url("/metrics"), &[]).await.body;
+    assert!(body.contains("revgate_token_cache_hits_total 2"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "revgate_build_info{{version=\"{}\",commit=\"",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{body}"
+    );
+    assert!(body.contains("process_resident_memory_bytes "), "{body}");
+    assert!(body.contains("process_open_fds "), "{body}");
+}

@@ -205,3 +205,90 @@ async fn revoke_subcommand_uses_the_admin_api() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
+
+/// The repo's gateway.toml reads both secrets from the environment; each
+/// subcommand must need only the one it uses (mint: the HMAC secret, not
+/// the admin token).
+#[test]
+fn mint_needs_no_admin_token() {
+    let out = revgate()
+        .args(["mint", "--sub", "alice", "--config"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"))
+        .env("REVGATE_HMAC_SECRET", "s".repeat(40))
+        .env_remove("REVGATE_ADMIN_TOKEN")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches('.').count(), 2);
+    // Without the secret it does need, mint is still a config error.
+    let out = revgate()
+        .args(["mint", "--sub", "alice", "--config"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"))
+        .env_remove("REVGATE_HMAC_SECRET")
+        .env("REVGATE_ADMIN_TOKEN", "t".repeat(40))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jwt.hmac_secret_env"));
+}
+
+/// `revgate revoke` reads the admin token, never the HMAC secret: it gets
+/// past the config (here to a connection error, exit 1, not 2).
+#[test]
+fn revoke_needs_no_hmac_secret() {
+    let out = revgate()
+        .args([
+            "revoke",
+            "--jti",
+            "j1",
+            "--admin-url",
+            "http://127.0.0.1:1",
+            "--config",
+        ])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"))
+        .env_remove("REVGATE_HMAC_SECRET")
+        .env("REVGATE_ADMIN_TOKEN", "t".repeat(40))
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("config error"), "{err}");
+    let out = revgate()
+        .args(["revoke", "--jti", "j1", "--config"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"))
+        .env("REVGATE_HMAC_SECRET", "s".repeat(40))
+        .env_remove("REVGATE_ADMIN_TOKEN")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin.token_env"));
+}
+
+/// `--version` names the commit; `completions` prints a script without
+/// reading any config (none exists at this path).
+#[test]
+fn version_and_completions() {
+    let out = revgate().arg("--version").output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(concat!("revgate ", env!("CARGO_PKG_VERSION"), " (commit ")),
+        "{text}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let out = revgate()
+            .args(["completions", shell, "--config", "/nonexistent.toml"])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("revgate") && script.contains("check-config"),
+            "{shell}: {script}"
+        );
+    }
+}
