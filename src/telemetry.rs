@@ -1,5 +1,6 @@
 //! Logging setup and Prometheus metrics.
 
+pub mod access_log;
 pub mod metrics;
 mod process;
 

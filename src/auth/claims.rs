@@ -41,6 +41,9 @@ pub struct Claims {
     /// The key this token is revoked under (`jti`, else the token's hash),
     /// computed once at verification.
     pub revocation_key: RevocationKey,
+    /// How logs name a token without `jti`: the first 12 hex digits of its
+    /// SHA-256 (never the token). `None` when the token has a `jti`.
+    pub fingerprint: Option<Box<str>>,
     /// Every claim as sent.
     pub raw: Map<String, Value>,
 }
@@ -85,6 +88,10 @@ impl Claims {
         let jti = optional_string(&raw, "jti")?;
         let scopes = scopes(&raw);
         let revocation_key = RevocationKey::for_token(jti.as_deref(), token);
+        let fingerprint = match jti {
+            Some(_) => None,
+            None => Some(crate::revocation::token_fingerprint(token).into_boxed_str()),
+        };
         Ok(Claims {
             sub,
             jti,
@@ -93,8 +100,17 @@ impl Claims {
             iat,
             scopes,
             revocation_key,
+            fingerprint,
             raw,
         })
+    }
+
+    /// How logs name this token: its `jti`, else its SHA-256 prefix.
+    pub fn log_id(&self) -> &str {
+        self.jti
+            .as_deref()
+            .or(self.fingerprint.as_deref())
+            .unwrap_or("-")
     }
 
     /// Whether every scope in `required` was granted.

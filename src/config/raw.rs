@@ -20,6 +20,8 @@ pub struct RawConfig {
     pub endpoints: RawEndpoints,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub access_log: RawAccessLog,
 }
 
 /// `[server]`
@@ -89,6 +91,15 @@ pub struct RawEndpoints {
 }
 
 /// One `[[route]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
+    pub format: Option<String>,
+    pub buffer: Option<u64>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {

@@ -57,6 +57,14 @@ const OUTCOMES: [(Outcome, &str); 13] = [
     (Outcome::Other, "other"),
 ];
 
+impl Outcome {
+    /// The outcome's label, as in `revgate_requests_total{outcome=...}` and
+    /// the access log.
+    pub fn name(self) -> &'static str {
+        OUTCOMES[self as usize].1
+    }
+}
+
 /// Upper bounds of the latency buckets, in microseconds.
 const BUCKETS_US: [u64; 14] = [
     250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
@@ -325,6 +333,13 @@ fn escape(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcome_names_follow_the_enum() {
+        for (outcome, name) in OUTCOMES {
+            assert_eq!(outcome.name(), name);
+        }
+    }
 
     #[test]
     fn renders_counts_and_histogram() {

@@ -1,0 +1,509 @@
+//! The access log: one line per request, written off the request path.
+//!
+//! The request path builds an [`Entry`] (plain values and reference-counted
+//! handles: no formatting, no allocation) and hands it to a bounded queue
+//! with `try_send`; it never waits. One writer thread formats the entries
+//! and writes them in batches, flushing whenever the queue runs dry. When the
+//! queue is full the entry is dropped and counted
+//! (`revgate_access_log_dropped_total`): a slow disk costs log lines, never
+//! latency.
+//!
+//! What a line holds: time, peer, method, path (never the query, where a
+//! `query:` token source would put a token), status, route prefix, outcome,
+//! body bytes sent, upstream and total latency, `sub`, and the token's
+//! fingerprint (its `jti`, else the first 12 hex digits of its SHA-256).
+//! Never a token or a secret.
+//!
+//! [`AccessLog::reopen`] (SIGUSR1, as nginx's `kill -USR1`, and every
+//! reload) makes the writer open its file again by path, for logrotate.
+
+use crate::auth::Claims;
+use crate::config::{AccessLogConfig, AccessLogFormat};
+use crate::telemetry::Outcome;
+use hyper::{Method, Uri};
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The writer flushes at least this often while entries keep arriving, and
+/// writes a batch once it grows past [`BATCH_BYTES`].
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// How often the idle writer wakes to honour a reopen request.
+const IDLE_WAKE: Duration = Duration::from_millis(500);
+
+/// A failing sink (disk full, closed stdout) is reported at most this often.
+const ERROR_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// One request, as the access log records it.
+#[derive(Debug)]
+pub struct Entry {
+    /// When the request's headers arrived.
+    pub time: SystemTime,
+    pub peer: SocketAddr,
+    pub method: Method,
+    /// Only the path is written; the query never is.
+    pub uri: Uri,
+    pub status: u16,
+    /// The matched route's prefix, or `None` (a gateway endpoint or no route).
+    pub route: Option<Arc<str>>,
+    pub outcome: Outcome,
+    /// Response body bytes sent to the client.
+    pub bytes: u64,
+    /// From sending the request upstream to its response headers.
+    pub upstream: Option<Duration>,
+    /// From the request's headers to the end of the response body.
+    pub total: Duration,
+    /// The verified token's claims, when one was verified.
+    pub claims: Option<Arc<Claims>>,
+}
+
+enum Msg {
+    Entry(Box<Entry>),
+    /// Write everything queued so far, then answer.
+    Flush(SyncSender<()>),
+}
+
+/// Handle to the access log; cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    dropped: AtomicU64,
+    written: AtomicU64,
+    reopen: AtomicBool,
+}
+
+/// Why the access log could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessLogError {
+    #[error("access_log.path: cannot open {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("access_log: cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl AccessLog {
+    /// Opens the sink and starts the writer thread; `Ok(None)` when the
+    /// access log is off.
+    pub fn start(config: &AccessLogConfig) -> Result<Option<AccessLog>, AccessLogError> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        let sink = Sink::open(config.path.as_deref())?;
+        let (tx, rx) = mpsc::sync_channel(config.buffer);
+        let shared = Arc::new(Shared {
+            dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            reopen: AtomicBool::new(false),
+        });
+        let writer = Writer {
+            sink,
+            path: config.path.clone(),
+            format: config.format,
+            shared: shared.clone(),
+            buf: Vec::with_capacity(BATCH_BYTES + 4096),
+            line: String::with_capacity(512),
+            last_error_report: None,
+            errors_since_report: 0,
+        };
+        std::thread::Builder::new()
+            .name("revgate-access-log".into())
+            .spawn(move || writer.run(rx))
+            .map_err(AccessLogError::Thread)?;
+        Ok(Some(AccessLog { tx, shared }))
+    }
+
+    /// Queues one entry; never blocks. A full queue drops it (counted).
+    pub fn log(&self, entry: Entry) {
+        match self.tx.try_send(Msg::Entry(Box::new(entry))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.shared.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Asks the writer to open its file again by path (after logrotate
+    /// moved it). Standard output is left as it is.
+    pub fn reopen(&self) {
+        self.shared.reopen.store(true, Relaxed);
+    }
+
+    /// Waits (at most `timeout`) until every entry queued so far is written.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        let deadline = Instant::now() + timeout;
+        let mut msg = Msg::Flush(ack_tx);
+        // The queue may be full: retry until the deadline rather than block.
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        ack_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    }
+
+    /// Entries dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Relaxed)
+    }
+
+    /// Lines written so far.
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Relaxed)
+    }
+}
+
+enum Sink {
+    Stdout(std::io::Stdout),
+    File(File),
+}
+
+impl Sink {
+    fn open(path: Option<&Path>) -> Result<Sink, AccessLogError> {
+        match path {
+            None => Ok(Sink::Stdout(std::io::stdout())),
+            Some(p) => OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map(Sink::File)
+                .map_err(|source| AccessLogError::Open {
+                    path: p.display().to_string(),
+                    source,
+                }),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout(s) => {
+                let mut lock = s.lock();
+                lock.write_all(bytes)?;
+                lock.flush()
+            }
+            Sink::File(f) => f.write_all(bytes),
+        }
+    }
+}
+
+struct Writer {
+    sink: Sink,
+    path: Option<PathBuf>,
+    format: AccessLogFormat,
+    shared: Arc<Shared>,
+    buf: Vec<u8>,
+    line: String,
+    last_error_report: Option<Instant>,
+    errors_since_report: u64,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        loop {
+            let first = match rx.recv_timeout(IDLE_WAKE) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.maybe_reopen();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut acks = Vec::new();
+            self.take(first, &mut acks);
+            // Drain what is already queued into the same batch.
+            while let Ok(m) = rx.try_recv() {
+                self.take(m, &mut acks);
+                if self.buf.len() >= BATCH_BYTES {
+                    self.write_batch();
+                }
+            }
+            self.write_batch();
+            for ack in acks {
+                let _ = ack.try_send(());
+            }
+            self.maybe_reopen();
+        }
+        self.write_batch();
+    }
+
+    fn take(&mut self, msg: Msg, acks: &mut Vec<SyncSender<()>>) {
+        match msg {
+            Msg::Entry(e) => {
+                self.line.clear();
+                match self.format {
+                    AccessLogFormat::Text => format_text(&mut self.line, &e),
+                    AccessLogFormat::Json => format_json(&mut self.line, &e),
+                }
+                self.line.push('\n');
+                self.buf.extend_from_slice(self.line.as_bytes());
+                self.shared.written.fetch_add(1, Relaxed);
+            }
+            Msg::Flush(ack) => acks.push(ack),
+        }
+    }
+
+    fn write_batch(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if let Err(e) = self.sink.write_all(&self.buf) {
+            self.report_error(&e);
+        }
+        self.buf.clear();
+    }
+
+    /// One warning per interval, with the count of failures it stands for.
+    fn report_error(&mut self, e: &std::io::Error) {
+        self.errors_since_report += 1;
+        let due = self
+            .last_error_report
+            .is_none_or(|t| t.elapsed() >= ERROR_REPORT_INTERVAL);
+        if due {
+            tracing::warn!(
+                error = %e,
+                failed_writes = self.errors_since_report,
+                "access log: write failed; lines are lost until it succeeds"
+            );
+            self.last_error_report = Some(Instant::now());
+            self.errors_since_report = 0;
+        }
+    }
+
+    fn maybe_reopen(&mut self) {
+        if !self.shared.reopen.swap(false, Relaxed) {
+            return;
+        }
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        match Sink::open(Some(&path)) {
+            Ok(sink) => {
+                self.write_batch();
+                self.sink = sink;
+                tracing::info!(path = %path.display(), "access log reopened");
+            }
+            Err(e) => tracing::warn!("{e}; still writing to the file opened before"),
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
+/// `2026-12-01T20:51:03.123Z peer "GET /path" 200 route=/api/
+/// outcome=forwarded bytes=12 upstream_ms=0.8 total_ms=1.0 sub="alice"
+/// token=...`; `-` for what is absent.
+fn format_text(out: &mut String, e: &Entry) {
+    write_time(out, e.time);
+    let _ = write!(out, " {} \"{} ", e.peer, e.method);
+    push_escaped(out, e.uri.path());
+    let _ = write!(out, "\" {} route=", e.status);
+    match &e.route {
+        Some(r) => push_escaped(out, r),
+        None => out.push('-'),
+    }
+    let _ = write!(out, " outcome={} bytes={}", e.outcome.name(), e.bytes);
+    match e.upstream {
+        Some(u) => {
+            let _ = write!(out, " upstream_ms={:.3}", ms(u));
+        }
+        None => out.push_str(" upstream_ms=-"),
+    }
+    let _ = write!(out, " total_ms={:.3}", ms(e.total));
+    match e.claims.as_deref() {
+        Some(c) => {
+            out.push_str(" sub=");
+            match &c.sub {
+                Some(s) => {
+                    out.push('"');
+                    push_escaped(out, s);
+                    out.push('"');
+                }
+                None => out.push('-'),
+            }
+            out.push_str(" token=");
+            push_escaped(out, c.log_id());
+        }
+        None => out.push_str(" sub=- token=-"),
+    }
+}
+
+fn format_json(out: &mut String, e: &Entry) {
+    let mut time = String::with_capacity(24);
+    write_time(&mut time, e.time);
+    let value = serde_json::json!({
+        "time": time,
+        "peer": e.peer.to_string(),
+        "method": e.method.as_str(),
+        "path": e.uri.path(),
+        "status": e.status,
+        "route": e.route.as_deref(),
+        "outcome": e.outcome.name(),
+        "bytes": e.bytes,
+        "upstream_ms": e.upstream.map(ms),
+        "total_ms": ms(e.total),
+        "sub": e.claims.as_deref().and_then(|c| c.sub.as_deref()),
+        "token": e.claims.as_deref().map(Claims::log_id),
+    });
+    let _ = write!(out, "{value}");
+}
+
+/// Quotes, backslashes and control characters escaped, so a crafted `sub`
+/// or path cannot forge a line or a field.
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds.
+fn write_time(out: &mut String, t: SystemTime) {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_millis()
+    );
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            time: UNIX_EPOCH + Duration::from_millis(1_764_621_063_123),
+            peer: "127.0.0.1:5000".parse().expect("addr"),
+            method: Method::GET,
+            uri: "/api/x?access_token=SECRET".parse().expect("uri"),
+            status: 200,
+            route: Some(Arc::from("/api/")),
+            outcome: Outcome::Forwarded,
+            bytes: 12,
+            upstream: Some(Duration::from_micros(800)),
+            total: Duration::from_micros(1_250),
+            claims: None,
+        }
+    }
+
+    #[test]
+    fn formats_rfc3339_utc() {
+        let mut s = String::new();
+        write_time(
+            &mut s,
+            UNIX_EPOCH + Duration::from_millis(1_764_621_063_123),
+        );
+        assert_eq!(s, "2025-12-01T20:31:03.123Z");
+        s.clear();
+        write_time(&mut s, UNIX_EPOCH + Duration::from_secs(951_782_400));
+        assert_eq!(s, "2000-02-29T00:00:00.000Z");
+        s.clear();
+        write_time(&mut s, UNIX_EPOCH);
+        assert_eq!(s, "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn text_line_never_carries_the_query() {
+        let mut s = String::new();
+        format_text(&mut s, &entry());
+        assert_eq!(
+            s,
+            "2025-12-01T20:31:03.123Z 127.0.0.1:5000 \"GET /api/x\" 200 route=/api/ \
+             outcome=forwarded bytes=12 upstream_ms=0.800 total_ms=1.250 sub=- token=-"
+        );
+        assert!(!s.contains("SECRET"));
+    }
+
+    #[test]
+    fn json_line_is_one_object_without_the_query() {
+        let mut s = String::new();
+        format_json(&mut s, &entry());
+        let v: serde_json::Value = serde_json::from_str(&s).expect("json");
+        assert_eq!(v["path"], "/api/x");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["outcome"], "forwarded");
+        assert_eq!(v["route"], "/api/");
+        assert!(v["sub"].is_null());
+        assert!(!s.contains("SECRET") && !s.contains('\n'));
+    }
+
+    #[test]
+    fn escapes_what_could_forge_a_line() {
+        let mut s = String::new();
+        push_escaped(&mut s, "a\"b\\c\nd");
+        assert_eq!(s, "a\\\"b\\\\c\\x0ad");
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let dir = std::env::temp_dir().join(format!("revgate-al-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("full.log");
+        let log = AccessLog::start(&AccessLogConfig {
+            enabled: true,
+            path: Some(path.clone()),
+            format: AccessLogFormat::Text,
+            buffer: 1,
+        })
+        .expect("start")
+        .expect("on");
+        for _ in 0..10_000 {
+            log.log(entry());
+        }
+        assert!(log.flush(Duration::from_secs(10)), "flushed");
+        assert_eq!(log.written() + log.dropped(), 10_000);
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text.lines().count() as u64, log.written());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
