@@ -7,6 +7,7 @@ use crate::gateway::Gateway;
 use crate::revocation::{redis::SyncState, Revocations, StoreOpenError};
 use crate::routes::RouteTable;
 use crate::server::{accept_loop, drain, ConnSettings};
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::Metrics;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
@@ -23,6 +24,9 @@ pub enum StartError {
     /// The revocation store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreOpenError),
+    /// The access log could not be opened.
+    #[error(transparent)]
+    AccessLog(#[from] crate::telemetry::access_log::AccessLogError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -39,6 +43,7 @@ impl StartError {
         match self {
             StartError::Config(_) => true,
             StartError::Store(e) => e.is_config(),
+            StartError::AccessLog(_) => true,
             StartError::Bind { .. } => false,
         }
     }
@@ -67,6 +72,7 @@ pub struct App {
     pub readiness: Arc<Readiness>,
     pub auth: Option<Arc<Authenticator>>,
     pub revocations: Arc<Revocations>,
+    pub access_log: Option<AccessLog>,
 }
 
 impl App {
@@ -101,12 +107,28 @@ impl App {
             readiness.set_store_ok(matches!(*state.borrow(), SyncState::Live));
             follow_sync_state(state, readiness.clone());
         }
+        let access_log = AccessLog::start(&config.access_log)?;
+        if let Some(log) = &access_log {
+            let (dropped, written) = (log.clone(), log.clone());
+            metrics.add_counter(
+                "revgate_access_log_dropped_total",
+                "Access-log lines dropped because the writer's queue was full",
+                Box::new(move || dropped.dropped()),
+            );
+            metrics.add_counter(
+                "revgate_access_log_lines_total",
+                "Access-log lines written",
+                Box::new(move || written.written()),
+            );
+            reopen_on_sigusr1(log.clone());
+        }
         let gateway = Arc::new(Gateway::new(
             &config,
             metrics.clone(),
             auth.clone(),
             revocations.clone(),
             readiness.clone(),
+            access_log.clone(),
         ));
         let api = config
             .admin
@@ -122,6 +144,7 @@ impl App {
             readiness,
             auth,
             revocations,
+            access_log,
         })
     }
 
@@ -182,7 +205,34 @@ impl App {
             Err(_) => tracing::error!("accept loops still hold the shutdown watcher"),
         }
         self.revocations.close().await;
+        if let Some(log) = &self.access_log {
+            let log = log.clone();
+            // A blocking wait for the writer thread, off the runtime.
+            let _ = tokio::task::spawn_blocking(move || log.flush(ACCESS_LOG_FLUSH)).await;
+        }
     }
+}
+
+/// How long shutdown waits for the access log's last lines.
+const ACCESS_LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `kill -USR1` reopens the access log file (logrotate), as nginx does.
+fn reopen_on_sigusr1(log: AccessLog) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            tracing::warn!("cannot listen for SIGUSR1: the access log will not be reopened");
+            return;
+        };
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                log.reopen();
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = log;
 }
 
 /// Mirrors the shared store's sync state into readiness: ready only while

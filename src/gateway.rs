@@ -5,6 +5,7 @@
 use crate::admin::Readiness;
 use crate::auth::{Authenticator, Claims};
 use crate::body::GatewayBody;
+use crate::body::PendingLog;
 use crate::config::{AuthMode, Config, OnStoreDown};
 use crate::endpoints::Endpoints;
 use crate::proxy::Proxy;
@@ -12,13 +13,26 @@ use crate::response::{Cause, Reject};
 use crate::revocation::Revocations;
 use crate::routes::{Route, RouteTable};
 use crate::server::Peer;
+use crate::telemetry::access_log::{AccessLog, Entry};
 use crate::telemetry::{Metrics, Outcome};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, AUTHORIZATION};
 use hyper::{Request, Response, Uri};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
+
+/// What the phases learn about one request, for the metrics and the log.
+struct RequestCtx {
+    /// Metrics slot: the route's index, the endpoints' or "no route".
+    slot: usize,
+    /// The matched route's prefix.
+    route: Option<Arc<str>>,
+    /// The verified token's claims (kept only when the access log is on).
+    claims: Option<Arc<Claims>>,
+    /// Time to the upstream's response headers (or its failure).
+    upstream: Option<std::time::Duration>,
+}
 
 /// Everything the request path needs, built once at start.
 pub struct Gateway {
@@ -38,6 +52,8 @@ pub struct Gateway {
     /// Whether the revocation store is trustworthy right now.
     readiness: Arc<Readiness>,
     on_store_down: OnStoreDown,
+    /// `None` when `[access_log]` is off.
+    access_log: Option<AccessLog>,
 }
 
 impl Gateway {
@@ -49,6 +65,7 @@ impl Gateway {
         auth: Option<Arc<Authenticator>>,
         revocations: Arc<Revocations>,
         readiness: Arc<Readiness>,
+        access_log: Option<AccessLog>,
     ) -> Self {
         let leeway = config.jwt.as_ref().map_or(0, |j| j.leeway.as_secs());
         let endpoints = auth.as_ref().map(|a| {
@@ -71,6 +88,7 @@ impl Gateway {
             endpoints,
             readiness,
             on_store_down: config.revocation.on_store_down,
+            access_log,
         }
     }
 
@@ -82,10 +100,21 @@ impl Gateway {
     /// Serves one request from a client at `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<GatewayBody> {
         let start = Instant::now();
-        let mut slot = self.metrics.unmatched_slot();
-        let result = self.serve(req, &peer, &mut slot).await;
+        // Built only when the access log is on: the request line as the
+        // client sent it (cloning a `Uri` is a reference count).
+        let logged = self
+            .access_log
+            .as_ref()
+            .map(|_| (SystemTime::now(), req.method().clone(), req.uri().clone()));
+        let mut ctx = RequestCtx {
+            slot: self.metrics.unmatched_slot(),
+            route: None,
+            claims: None,
+            upstream: None,
+        };
+        let result = self.serve(req, &peer, &mut ctx).await;
         let (resp, outcome) = match result {
-            Ok(resp) if slot == self.metrics.endpoint_slot() => (resp, Outcome::Served),
+            Ok(resp) if ctx.slot == self.metrics.endpoint_slot() => (resp, Outcome::Served),
             Ok(resp) => (resp, Outcome::Forwarded),
             Err(reject) => {
                 log_reject(&reject, peer.addr);
@@ -93,15 +122,37 @@ impl Gateway {
                 (reject.into_response(), outcome)
             }
         };
-        self.metrics.record(slot, outcome, start.elapsed());
-        resp
+        self.metrics.record(ctx.slot, outcome, start.elapsed());
+        match (&self.access_log, logged) {
+            (Some(log), Some((time, method, uri))) => {
+                let pending = Box::new(PendingLog {
+                    entry: Entry {
+                        time,
+                        peer: peer.addr,
+                        method,
+                        uri,
+                        status: resp.status().as_u16(),
+                        route: ctx.route,
+                        outcome,
+                        bytes: 0,
+                        upstream: ctx.upstream,
+                        total: Default::default(),
+                        claims: ctx.claims,
+                    },
+                    log: log.clone(),
+                    start,
+                });
+                resp.map(|body| body.log_on_end(pending))
+            }
+            _ => resp,
+        }
     }
 
     async fn serve(
         &self,
         mut req: Request<Incoming>,
         peer: &Peer,
-        slot: &mut usize,
+        ctx: &mut RequestCtx,
     ) -> Result<Response<GatewayBody>, Reject> {
         check_header_size(&req, self.max_header_bytes)?;
         // Dot-segments are resolved before routing, so `/public/../api/x`
@@ -112,7 +163,7 @@ impl Gateway {
         // The gateway's own endpoints come before routes.
         if let Some(endpoints) = &self.endpoints {
             if let Some(endpoint) = endpoints.find(req.uri().path()) {
-                *slot = self.metrics.endpoint_slot();
+                ctx.slot = self.metrics.endpoint_slot();
                 self.store_gate()?;
                 // Boxed: endpoint futures (a durable write, a Redis round
                 // trip) are large and would enlarge every request's future.
@@ -124,9 +175,13 @@ impl Gateway {
         }
         // Phase: route.
         let route = self.routes.find(req.uri().path()).ok_or(Reject::NoRoute)?;
-        *slot = route.index;
+        ctx.slot = route.index;
+        ctx.route = Some(route.label.clone());
         // Phases: extract -> verify -> revocation -> scopes.
         let claims = self.authenticate(&req, route).await?;
+        if self.access_log.is_some() {
+            ctx.claims.clone_from(&claims);
+        }
         // Client-sent claim headers never reach an upstream, on any route.
         let headers = req.headers_mut();
         for name in self.claim_headers.iter() {
@@ -148,9 +203,13 @@ impl Gateway {
             }
         }
         // Phase: forward.
-        self.proxy
+        let sent = Instant::now();
+        let resp = self
+            .proxy
             .forward(req, route, &peer.forwarded_for, claim_values)
-            .await
+            .await;
+        ctx.upstream = Some(sent.elapsed());
+        resp
     }
 
     /// Extract, verify, check revocation, authorize scopes. `Ok(None)`: an

@@ -11,6 +11,8 @@ pub struct Route {
     pub config: RouteConfig,
     /// The required scopes joined by spaces, for `WWW-Authenticate`.
     pub scope_hint: Arc<str>,
+    /// The prefix, as the access log names the route.
+    pub label: Arc<str>,
 }
 
 /// Routes sorted so that the first match is the longest prefix.
@@ -28,6 +30,7 @@ impl RouteTable {
             .map(|(index, config)| Route {
                 index,
                 scope_hint: config.scopes.join(" ").into(),
+                label: config.prefix.as_str().into(),
                 config: config.clone(),
             })
             .collect();

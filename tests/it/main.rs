@@ -1,6 +1,7 @@
 //! Black-box tests: the real gateway on an ephemeral port in front of real
 //! mock upstreams, spoken to over HTTP. One binary keeps link time down.
 
+mod access_log;
 mod auth;
 mod cli;
 mod crash;

@@ -154,12 +154,20 @@ pub struct Gateway {
     stop: Option<oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<()>,
     pub app_metrics: Arc<revgate::telemetry::Metrics>,
+    access_log: Option<revgate::telemetry::access_log::AccessLog>,
 }
 
 impl Gateway {
     /// Starts a gateway from TOML (listen addresses are replaced by port 0).
+    /// The access log is off unless the TOML has an `[access_log]` section
+    /// (it would write every test's requests to standard output).
     pub async fn start(toml: &str) -> Gateway {
-        let config = Config::from_toml(toml, "test").expect("test config must be valid");
+        let toml = if toml.contains("[access_log]") {
+            toml.to_owned()
+        } else {
+            format!("{toml}\n[access_log]\nenabled = false\n")
+        };
+        let config = Config::from_toml(&toml, "test").expect("test config must be valid");
         Gateway::start_config(config).await
     }
 
@@ -178,6 +186,7 @@ impl Gateway {
             .map(|l| l.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel::<()>();
         let metrics = app.metrics.clone();
+        let access_log = app.access_log.clone();
         let task = tokio::spawn(app.run(main, admin_listener, async {
             let _ = rx.await;
         }));
@@ -187,11 +196,17 @@ impl Gateway {
             stop: Some(tx),
             task,
             app_metrics: metrics,
+            access_log,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The running gateway's access log, when it has one.
+    pub fn access_log(&self) -> Option<&revgate::telemetry::access_log::AccessLog> {
+        self.access_log.as_ref()
     }
 
     pub fn admin_url(&self, path: &str) -> String {
