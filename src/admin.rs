@@ -6,13 +6,15 @@ mod api;
 pub use api::AdminApi;
 
 use crate::body::GatewayBody;
-use crate::response::Reject;
+use crate::reload::ReloadHandle;
+use crate::response::{self, Reject};
 use crate::server::Handler;
 use crate::server::Peer;
 use crate::telemetry::Metrics;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -53,16 +55,52 @@ pub struct Admin {
     readiness: Arc<Readiness>,
     /// `None` when no admin token is configured: `/admin/*` answers 404.
     api: Option<AdminApi>,
+    /// `None` when the configuration came from no file.
+    reload: Option<ReloadHandle>,
 }
 
 impl Admin {
     /// Builds the admin handler.
-    pub fn new(metrics: Arc<Metrics>, readiness: Arc<Readiness>, api: Option<AdminApi>) -> Self {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+        api: Option<AdminApi>,
+        reload: Option<ReloadHandle>,
+    ) -> Self {
         Admin {
             metrics,
             readiness,
             api,
+            reload,
         }
+    }
+
+    /// `POST /admin/reload`: 200 `{"reloaded": true}`, or 409 naming the
+    /// key when the new configuration is refused (the old one stays).
+    async fn reload(
+        &self,
+        api: &AdminApi,
+        req: &Request<Incoming>,
+    ) -> Result<Response<GatewayBody>, Reject> {
+        if !api.authorized(req) {
+            return Err(Reject::AdminUnauthorized);
+        }
+        if req.method() != Method::POST {
+            return Err(Reject::MethodNotAllowed("POST"));
+        }
+        let Some(handle) = &self.reload else {
+            return Ok(response::json(
+                StatusCode::CONFLICT,
+                &json!({"error": "this gateway was not started from a config file", "key": ""}),
+            ));
+        };
+        Ok(match handle.reload().await {
+            Ok(()) => response::json(StatusCode::OK, &json!({"reloaded": true})),
+            Err(e) => response::json(
+                StatusCode::CONFLICT,
+                &json!({"error": e.to_string(), "key": e.key()}),
+            ),
+        })
     }
 
     async fn serve(&self, req: Request<Incoming>) -> Result<Response<GatewayBody>, Reject> {
@@ -87,6 +125,10 @@ impl Admin {
                 );
                 resp
             }),
+            "/admin/reload" => match &self.api {
+                Some(api) => self.reload(api, &req).await,
+                None => Err(Reject::NotFound),
+            },
             p if p.starts_with("/admin/") => match &self.api {
                 Some(api) => api.serve(req).await,
                 None => Err(Reject::NotFound),

@@ -4,6 +4,7 @@ use crate::admin::{Admin, AdminApi, Readiness};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::reload::{ReloadHandle, Reloader, Swap};
 use crate::revocation::{redis::SyncState, Revocations, StoreOpenError};
 use crate::routes::RouteTable;
 use crate::server::{accept_loop, drain, ConnSettings};
@@ -11,6 +12,7 @@ use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::Metrics;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -63,35 +65,93 @@ pub async fn check(config: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// What outlives one configuration: a reload keeps these and rebuilds the
+/// rest around them.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) readiness: Arc<Readiness>,
+    pub(crate) revocations: Arc<Revocations>,
+    pub(crate) access_log: Option<AccessLog>,
+    /// `/admin/reload` goes here; `None` when the config came from no file.
+    pub(crate) reload: Option<ReloadHandle>,
+}
+
+/// Builds the handlers of one configuration over the shared state: keys
+/// (a `jwks_url` is fetched), routes and upstream pools, endpoints, admin
+/// API. Used at start and by every reload.
+pub(crate) async fn build_handlers(
+    config: &Config,
+    shared: &Shared,
+) -> Result<(Arc<Gateway>, Arc<Admin>), StartError> {
+    let auth = match &config.jwt {
+        Some(jwt) => Some(Authenticator::new(jwt).await?),
+        None => None,
+    };
+    let leeway = config
+        .jwt
+        .as_ref()
+        .map_or(crate::config::DEFAULT_LEEWAY, |j| j.leeway);
+    let gateway = Arc::new(Gateway::new(
+        config,
+        shared.metrics.clone(),
+        auth.clone(),
+        shared.revocations.clone(),
+        shared.readiness.clone(),
+        shared.access_log.clone(),
+    ));
+    let api = config
+        .admin
+        .as_ref()
+        .and_then(|a| a.token.clone())
+        .map(|token| {
+            AdminApi::new(
+                token,
+                auth.clone(),
+                shared.revocations.clone(),
+                leeway.as_secs(),
+            )
+        });
+    let admin = Arc::new(Admin::new(
+        shared.metrics.clone(),
+        shared.readiness.clone(),
+        api,
+        shared.reload.clone(),
+    ));
+    Ok((gateway, admin))
+}
+
 /// A built gateway, ready to serve.
 pub struct App {
     pub config: Arc<Config>,
-    pub gateway: Arc<Gateway>,
-    pub admin: Arc<Admin>,
+    /// The main listener's handler; a reload swaps what it holds.
+    pub gateway: Arc<Swap<Gateway>>,
+    /// The admin listener's handler; a reload swaps what it holds.
+    pub admin: Arc<Swap<Admin>>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
-    pub auth: Option<Arc<Authenticator>>,
     pub revocations: Arc<Revocations>,
     pub access_log: Option<AccessLog>,
+    /// Set by [`App::build_reloadable`]; SIGHUP and `/admin/reload` use it.
+    reload: Option<(ReloadHandle, Reloader)>,
 }
 
 impl App {
     /// Builds everything expensive once: routes, client pool, keys, stores.
+    /// The configuration cannot be reloaded (it came from no file).
     pub async fn build(config: Config) -> Result<App, StartError> {
+        App::build_inner(config, None).await
+    }
+
+    /// [`App::build`] for a configuration read from `path`: SIGHUP and
+    /// `POST /admin/reload` read that file again and swap it in.
+    pub async fn build_reloadable(config: Config, path: PathBuf) -> Result<App, StartError> {
+        App::build_inner(config, Some(path)).await
+    }
+
+    async fn build_inner(config: Config, path: Option<PathBuf>) -> Result<App, StartError> {
         let metrics = Arc::new(Metrics::new(RouteTable::labels(&config.routes)));
         let readiness = Arc::new(Readiness::new());
-        let auth = match &config.jwt {
-            Some(jwt) => Some(Authenticator::new(jwt).await?),
-            None => None,
-        };
-        if let Some(auth) = &auth {
-            let auth = Arc::clone(auth);
-            metrics.add_counter(
-                "revgate_token_cache_hits_total",
-                "Verified-token cache hits",
-                Box::new(move || auth.cache_hits()),
-            );
-        }
         let (leeway, lifetime) = config.jwt.as_ref().map_or(
             (
                 crate::config::DEFAULT_LEEWAY,
@@ -108,44 +168,55 @@ impl App {
             follow_sync_state(state, readiness.clone());
         }
         let access_log = AccessLog::start(&config.access_log)?;
-        if let Some(log) = &access_log {
-            let (dropped, written) = (log.clone(), log.clone());
-            metrics.add_counter(
-                "revgate_access_log_dropped_total",
-                "Access-log lines dropped because the writer's queue was full",
-                Box::new(move || dropped.dropped()),
-            );
-            metrics.add_counter(
-                "revgate_access_log_lines_total",
-                "Access-log lines written",
-                Box::new(move || written.written()),
-            );
-            reopen_on_sigusr1(log.clone());
-        }
-        let gateway = Arc::new(Gateway::new(
-            &config,
-            metrics.clone(),
-            auth.clone(),
-            revocations.clone(),
-            readiness.clone(),
-            access_log.clone(),
-        ));
-        let api = config
-            .admin
-            .as_ref()
-            .and_then(|a| a.token.clone())
-            .map(|token| AdminApi::new(token, auth.clone(), revocations.clone(), leeway.as_secs()));
-        let admin = Arc::new(Admin::new(metrics.clone(), readiness.clone(), api));
+        let (reload_handle, inbox) = match &path {
+            Some(_) => {
+                let (handle, inbox) = ReloadHandle::channel();
+                (Some(handle), Some(inbox))
+            }
+            None => (None, None),
+        };
+        let shared = Shared {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            revocations: revocations.clone(),
+            access_log: access_log.clone(),
+            reload: reload_handle.clone(),
+        };
+        let (gateway, admin) = build_handlers(&config, &shared).await?;
+        let gateway = Arc::new(Swap::new(gateway));
+        let admin = Arc::new(Swap::new(admin));
+        register_swapped_counters(&metrics, &gateway);
+        let config = Arc::new(config);
+        let reload = match (path, reload_handle, inbox) {
+            (Some(path), Some(handle), Some(inbox)) => Some((
+                handle,
+                Reloader::new(
+                    path,
+                    config.clone(),
+                    shared,
+                    gateway.clone(),
+                    admin.clone(),
+                    inbox,
+                ),
+            )),
+            _ => None,
+        };
         Ok(App {
-            config: Arc::new(config),
+            config,
             gateway,
             admin,
             metrics,
             readiness,
-            auth,
             revocations,
             access_log,
+            reload,
         })
+    }
+
+    /// Reloads the configuration file now, as SIGHUP does; an error leaves
+    /// the running configuration in force. `None` when built from no file.
+    pub fn reload_handle(&self) -> Option<ReloadHandle> {
+        self.reload.as_ref().map(|(h, _)| h.clone())
     }
 
     /// Binds the listeners named in the config.
@@ -165,10 +236,15 @@ impl App {
 
     /// Serves on the given listeners until `shutdown` resolves, then drains
     /// in-flight requests (up to `server.shutdown_grace`).
-    pub async fn run<F>(self, main: TcpListener, admin: Option<TcpListener>, shutdown: F)
+    pub async fn run<F>(mut self, main: TcpListener, admin: Option<TcpListener>, shutdown: F)
     where
         F: Future<Output = ()> + Send,
     {
+        if let Some((handle, reloader)) = self.reload.take() {
+            reloader.start();
+            reload_on_sighup(handle);
+        }
+        reopen_on_sigusr1(self.gateway.clone());
         let settings = ConnSettings::new(&self.config.server);
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -205,19 +281,72 @@ impl App {
             Err(_) => tracing::error!("accept loops still hold the shutdown watcher"),
         }
         self.revocations.close().await;
-        if let Some(log) = &self.access_log {
-            let log = log.clone();
+        // The current access log (a reload may have replaced the first).
+        if let Some(log) = self.gateway.current().access_log().cloned() {
             // A blocking wait for the writer thread, off the runtime.
             let _ = tokio::task::spawn_blocking(move || log.flush(ACCESS_LOG_FLUSH)).await;
         }
     }
 }
 
+/// Counters read through the current handlers, so a reload does not
+/// restart them from zero more than it must (the verified-token cache is
+/// rebuilt by a reload: its hits restart, Prometheus sees a counter reset).
+fn register_swapped_counters(metrics: &Metrics, gateway: &Arc<Swap<Gateway>>) {
+    let weak = Arc::downgrade(gateway);
+    metrics.add_counter(
+        "revgate_token_cache_hits_total",
+        "Verified-token cache hits (restarts when a reload rebuilds the cache)",
+        Box::new(move || weak.upgrade().map_or(0, |g| g.current().cache_hits())),
+    );
+    let weak = Arc::downgrade(gateway);
+    metrics.add_counter(
+        "revgate_access_log_lines_total",
+        "Access-log lines written (restarts when a reload replaces the log)",
+        Box::new(move || {
+            weak.upgrade()
+                .and_then(|g| g.current().access_log().map(AccessLog::written))
+                .unwrap_or(0)
+        }),
+    );
+    let weak = Arc::downgrade(gateway);
+    metrics.add_counter(
+        "revgate_access_log_dropped_total",
+        "Access-log lines dropped because the writer's queue was full",
+        Box::new(move || {
+            weak.upgrade()
+                .and_then(|g| g.current().access_log().map(AccessLog::dropped))
+                .unwrap_or(0)
+        }),
+    );
+}
+
+/// SIGHUP (systemd's `ExecReload=/bin/kill -HUP $MAINPID`) reloads.
+fn reload_on_sighup(handle: ReloadHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reload only through /admin/reload");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                // The reloader logs and counts the outcome.
+                let _ = handle.reload().await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = handle;
+}
+
 /// How long shutdown waits for the access log's last lines.
 const ACCESS_LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `kill -USR1` reopens the access log file (logrotate), as nginx does.
-fn reopen_on_sigusr1(log: AccessLog) {
+fn reopen_on_sigusr1(gateway: Arc<Swap<Gateway>>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -225,14 +354,20 @@ fn reopen_on_sigusr1(log: AccessLog) {
             tracing::warn!("cannot listen for SIGUSR1: the access log will not be reopened");
             return;
         };
+        let gateway = Arc::downgrade(&gateway);
         tokio::spawn(async move {
             while usr1.recv().await.is_some() {
-                log.reopen();
+                let Some(gateway) = gateway.upgrade() else {
+                    return;
+                };
+                if let Some(log) = gateway.current().access_log() {
+                    log.reopen();
+                }
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = log;
+    let _ = gateway;
 }
 
 /// Mirrors the shared store's sync state into readiness: ready only while

@@ -94,6 +94,18 @@ impl ConfigError {
             message: message.into(),
         }
     }
+
+    /// The key the error names, when it names one (`server.listen`,
+    /// `route[2].timeout`).
+    pub fn key(&self) -> Option<String> {
+        match self {
+            ConfigError::Io { .. } => None,
+            ConfigError::Parse { key, .. } => {
+                Some(key.trim_end_matches(": ").trim().to_owned()).filter(|k| !k.is_empty())
+            }
+            ConfigError::Invalid { key, .. } => Some(key.clone()),
+        }
+    }
 }
 
 /// A secret value (HMAC key, admin token). Never printed.

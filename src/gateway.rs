@@ -14,6 +14,7 @@ use crate::revocation::Revocations;
 use crate::routes::{Route, RouteTable};
 use crate::server::Peer;
 use crate::telemetry::access_log::{AccessLog, Entry};
+use crate::telemetry::metrics::RouteSlots;
 use crate::telemetry::{Metrics, Outcome};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, AUTHORIZATION};
@@ -44,6 +45,8 @@ pub struct Gateway {
     /// Deadline for requests the gateway answers itself.
     request_timeout: std::time::Duration,
     metrics: Arc<Metrics>,
+    /// This configuration's per-route counters.
+    slots: Arc<RouteSlots>,
     /// Present when the config has a `[jwt]` section.
     auth: Option<Arc<Authenticator>>,
     revocations: Arc<Revocations>,
@@ -78,6 +81,7 @@ impl Gateway {
         });
         Gateway {
             routes: RouteTable::new(&config.routes),
+            slots: metrics.route_slots(RouteTable::labels(&config.routes)),
             proxy: Proxy::new(&config.server, &config.routes),
             claim_headers: config.claim_headers().into_boxed_slice(),
             max_header_bytes: config.server.max_header_bytes,
@@ -90,6 +94,16 @@ impl Gateway {
             on_store_down: config.revocation.on_store_down,
             access_log,
         }
+    }
+
+    /// Verified-token cache hits of this configuration's cache.
+    pub fn cache_hits(&self) -> u64 {
+        self.auth.as_ref().map_or(0, |a| a.cache_hits())
+    }
+
+    /// This configuration's access log, when it is on.
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_ref()
     }
 
     /// The metrics this gateway records into.
@@ -107,14 +121,14 @@ impl Gateway {
             .as_ref()
             .map(|_| (SystemTime::now(), req.method().clone(), req.uri().clone()));
         let mut ctx = RequestCtx {
-            slot: self.metrics.unmatched_slot(),
+            slot: self.slots.unmatched_slot(),
             route: None,
             claims: None,
             upstream: None,
         };
         let result = self.serve(req, &peer, &mut ctx).await;
         let (resp, outcome) = match result {
-            Ok(resp) if ctx.slot == self.metrics.endpoint_slot() => (resp, Outcome::Served),
+            Ok(resp) if ctx.slot == self.slots.endpoint_slot() => (resp, Outcome::Served),
             Ok(resp) => (resp, Outcome::Forwarded),
             Err(reject) => {
                 log_reject(&reject, peer.addr);
@@ -122,7 +136,7 @@ impl Gateway {
                 (reject.into_response(), outcome)
             }
         };
-        self.metrics.record(ctx.slot, outcome, start.elapsed());
+        self.slots.record(ctx.slot, outcome, start.elapsed());
         match (&self.access_log, logged) {
             (Some(log), Some((time, method, uri))) => {
                 let pending = Box::new(PendingLog {
@@ -163,7 +177,7 @@ impl Gateway {
         // The gateway's own endpoints come before routes.
         if let Some(endpoints) = &self.endpoints {
             if let Some(endpoint) = endpoints.find(req.uri().path()) {
-                ctx.slot = self.metrics.endpoint_slot();
+                ctx.slot = self.slots.endpoint_slot();
                 self.store_gate()?;
                 // Boxed: endpoint futures (a durable write, a Redis round
                 // trip) are large and would enlarge every request's future.

@@ -10,6 +10,7 @@
 //! | [`gateway`] | the request path: route, extract, verify, revocation, scopes, forward |
 //! | [`routes`] | the route table (longest prefix wins) |
 //! | [`proxy`] | the pooled upstream client, header rewriting, upgrades |
+//! | [`reload`] | SIGHUP and `/admin/reload`: validate a new config, swap the handlers |
 //! | [`response`] | every per-request failure and its one HTTP mapping |
 //! | [`body`] | the response body type (streamed or local) |
 //! | [`endpoints`] | logout, logout-all and RFC 7009 revoke on the main listener |
@@ -31,6 +32,7 @@ pub mod echo;
 pub mod endpoints;
 pub mod gateway;
 pub mod proxy;
+pub mod reload;
 pub mod response;
 pub mod revocation;
 pub mod routes;

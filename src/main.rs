@@ -48,10 +48,10 @@ fn main() -> ExitCode {
         }
         Some(Command::Mint(args)) => mint(&config, args),
         Some(Command::Revoke(args)) => revoke(&config, &args),
-        Some(Command::Demo) => run(config, true),
+        Some(Command::Demo) => run(config, &cli.config, true),
         // Answered before the config is read.
         Some(Command::Completions { .. }) => ExitCode::SUCCESS,
-        None => run(config, false),
+        None => run(config, &cli.config, false),
     }
 }
 
@@ -120,7 +120,7 @@ fn revoke(config: &Config, args: &revgate::cli::RevokeArgs) -> ExitCode {
     }
 }
 
-fn run(config: Config, demo: bool) -> ExitCode {
+fn run(config: Config, path: &std::path::Path, demo: bool) -> ExitCode {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if config.server.workers > 0 {
         rt.worker_threads(config.server.workers);
@@ -136,7 +136,7 @@ fn run(config: Config, demo: bool) -> ExitCode {
         if demo {
             return revgate::demo::run(config).await;
         }
-        let app = App::build(config).await?;
+        let app = App::build_reloadable(config, path.to_path_buf()).await?;
         let (main, admin) = app.bind().await?;
         app.run(main, admin, revgate::server::shutdown_signal())
             .await;

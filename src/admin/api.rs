@@ -60,7 +60,7 @@ impl AdminApi {
     }
 
     /// Constant-time check of `Authorization: Bearer <admin token>`.
-    fn authorized<B>(&self, req: &Request<B>) -> bool {
+    pub(crate) fn authorized<B>(&self, req: &Request<B>) -> bool {
         let Some(value) = req.headers().get(AUTHORIZATION) else {
             return false;
         };

@@ -5,8 +5,10 @@
 //! unmatched paths have slots of their own) and per [`Outcome`], and their
 //! latency goes into a fixed-bucket histogram per route.
 
+use arc_swap::ArcSwap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What became of a request.
@@ -97,9 +99,49 @@ pub type GaugeFn = Box<dyn Fn() -> Vec<(String, String, f64)> + Send + Sync>;
 /// A counter kept elsewhere (e.g. the token cache's hits), read at scrape.
 pub type CounterFn = Box<dyn Fn() -> u64 + Send + Sync>;
 
+/// The per-route counters of one configuration: one slot per route label,
+/// then the endpoints' and the unmatched one. A reload builds a new table
+/// that reuses the slots of labels it keeps, so their series go on; the
+/// requests still in flight under the old configuration count into the
+/// table they started with.
+pub struct RouteSlots {
+    slots: Vec<Arc<RouteSlot>>,
+}
+
+impl RouteSlots {
+    /// The slot index for requests served by a gateway endpoint.
+    pub fn endpoint_slot(&self) -> usize {
+        self.slots.len() - 2
+    }
+
+    /// The slot index for requests that matched nothing.
+    pub fn unmatched_slot(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// Counts one request.
+    pub fn record(&self, slot: usize, outcome: Outcome, elapsed: Duration) {
+        let Some(s) = self.slots.get(slot) else {
+            return;
+        };
+        s.outcomes[outcome as usize].fetch_add(1, Relaxed);
+        let us = elapsed.as_micros().min(u64::MAX as u128) as u64;
+        let bucket = BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(BUCKETS_US.len());
+        if let Some(b) = s.buckets.get(bucket) {
+            b.fetch_add(1, Relaxed);
+        }
+        s.count.fetch_add(1, Relaxed);
+        s.sum_us.fetch_add(us, Relaxed);
+    }
+}
+
 /// All counters of one gateway process.
 pub struct Metrics {
-    slots: Vec<RouteSlot>,
+    /// The current configuration's route slots (what `/metrics` shows).
+    slots: ArcSwap<RouteSlots>,
     /// Named counters beyond requests (revocations, store events...).
     counters: Vec<(&'static str, &'static str, AtomicU64)>,
     gauges: std::sync::RwLock<Vec<GaugeFn>>,
@@ -107,6 +149,10 @@ pub struct Metrics {
     counter_fns: std::sync::RwLock<Vec<(&'static str, &'static str, CounterFn)>>,
     /// UNIX time the process registered its metrics (about its start).
     started: f64,
+    reloads_ok: AtomicU64,
+    reloads_error: AtomicU64,
+    /// UNIX seconds of the last successful reload, or of the start.
+    last_reload_ok: AtomicU64,
 }
 
 /// Named counters, by index into `Metrics::counters`.
@@ -163,49 +209,67 @@ const COUNTERS: [(&str, &str); 8] = [
 impl Metrics {
     /// One slot per route label, plus `endpoint` and `none` (no route).
     pub fn new(route_labels: impl IntoIterator<Item = String>) -> Self {
-        let mut slots: Vec<RouteSlot> = route_labels.into_iter().map(RouteSlot::new).collect();
-        slots.push(RouteSlot::new("endpoint".into()));
-        slots.push(RouteSlot::new("none".into()));
+        let mut slots: Vec<Arc<RouteSlot>> = route_labels
+            .into_iter()
+            .map(|l| Arc::new(RouteSlot::new(l)))
+            .collect();
+        slots.push(Arc::new(RouteSlot::new("endpoint".into())));
+        slots.push(Arc::new(RouteSlot::new("none".into())));
         Metrics {
-            slots,
+            slots: ArcSwap::from_pointee(RouteSlots { slots }),
             counters: COUNTERS
                 .iter()
                 .map(|(n, h)| (*n, *h, AtomicU64::new(0)))
                 .collect(),
             gauges: std::sync::RwLock::new(Vec::new()),
             counter_fns: std::sync::RwLock::new(Vec::new()),
-            started: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
+            started: unix_now_f64(),
+            reloads_ok: AtomicU64::new(0),
+            reloads_error: AtomicU64::new(0),
+            last_reload_ok: AtomicU64::new(unix_now_f64() as u64),
         }
+    }
+
+    /// The slot table for a configuration with these route labels (in route
+    /// order), made current for `/metrics`. Labels already counted keep
+    /// their slots, so their series continue across a reload.
+    pub fn route_slots(&self, route_labels: impl IntoIterator<Item = String>) -> Arc<RouteSlots> {
+        let current = self.slots.load();
+        let reuse = |label: &str| {
+            current
+                .slots
+                .iter()
+                .find(|s| s.label == label)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(RouteSlot::new(label.to_owned())))
+        };
+        let n = current.slots.len();
+        let mut slots: Vec<Arc<RouteSlot>> = route_labels.into_iter().map(|l| reuse(&l)).collect();
+        slots.push(current.slots[n - 2].clone());
+        slots.push(current.slots[n - 1].clone());
+        let table = Arc::new(RouteSlots { slots });
+        self.slots.store(table.clone());
+        table
+    }
+
+    /// The current route slot table.
+    pub fn current_slots(&self) -> Arc<RouteSlots> {
+        self.slots.load_full()
     }
 
     /// The slot index for requests served by a gateway endpoint.
     pub fn endpoint_slot(&self) -> usize {
-        self.slots.len() - 2
+        self.slots.load().endpoint_slot()
     }
 
     /// The slot index for requests that matched nothing.
     pub fn unmatched_slot(&self) -> usize {
-        self.slots.len() - 1
+        self.slots.load().unmatched_slot()
     }
 
-    /// Counts one request.
+    /// Counts one request in the current table.
     pub fn record(&self, slot: usize, outcome: Outcome, elapsed: Duration) {
-        let Some(s) = self.slots.get(slot) else {
-            return;
-        };
-        s.outcomes[outcome as usize].fetch_add(1, Relaxed);
-        let us = elapsed.as_micros().min(u64::MAX as u128) as u64;
-        let bucket = BUCKETS_US
-            .iter()
-            .position(|b| us <= *b)
-            .unwrap_or(BUCKETS_US.len());
-        if let Some(b) = s.buckets.get(bucket) {
-            b.fetch_add(1, Relaxed);
-        }
-        s.count.fetch_add(1, Relaxed);
-        s.sum_us.fetch_add(us, Relaxed);
+        self.slots.load().record(slot, outcome, elapsed);
     }
 
     /// Adds one to a named counter.
@@ -221,6 +285,8 @@ impl Metrics {
     /// Requests counted for a route slot and outcome (for tests and benches).
     pub fn requests(&self, slot: usize, outcome: Outcome) -> u64 {
         self.slots
+            .load()
+            .slots
             .get(slot)
             .map_or(0, |s| s.outcomes[outcome as usize].load(Relaxed))
     }
@@ -230,6 +296,17 @@ impl Metrics {
         if let Ok(mut g) = self.gauges.write() {
             g.push(f);
         }
+    }
+
+    /// Counts a successful reload and stamps its time.
+    pub fn reload_succeeded(&self) {
+        self.reloads_ok.fetch_add(1, Relaxed);
+        self.last_reload_ok.store(unix_now_f64() as u64, Relaxed);
+    }
+
+    /// Counts a refused reload.
+    pub fn reload_failed(&self) {
+        self.reloads_error.fetch_add(1, Relaxed);
     }
 
     /// Registers a counter owned by another component, read at scrape.
@@ -244,7 +321,8 @@ impl Metrics {
         let mut out = String::with_capacity(8 * 1024);
         out.push_str("# HELP revgate_requests_total Requests by route and outcome\n");
         out.push_str("# TYPE revgate_requests_total counter\n");
-        for s in &self.slots {
+        let table = self.slots.load_full();
+        for s in &table.slots {
             for (i, (_, name)) in OUTCOMES.iter().enumerate() {
                 let v = s.outcomes[i].load(Relaxed);
                 if v > 0 {
@@ -258,7 +336,7 @@ impl Metrics {
         }
         out.push_str("# HELP revgate_request_duration_seconds Time from request headers to response headers\n");
         out.push_str("# TYPE revgate_request_duration_seconds histogram\n");
-        for s in &self.slots {
+        for s in &table.slots {
             let count = s.count.load(Relaxed);
             if count == 0 {
                 continue;
@@ -305,6 +383,19 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP revgate_config_reloads_total Configuration reloads by result\n\
+             # TYPE revgate_config_reloads_total counter\n\
+             revgate_config_reloads_total{{result=\"success\"}} {}\n\
+             revgate_config_reloads_total{{result=\"error\"}} {}\n\
+             # HELP revgate_config_last_reload_success_timestamp_seconds When the running configuration was loaded\n\
+             # TYPE revgate_config_last_reload_success_timestamp_seconds gauge\n\
+             revgate_config_last_reload_success_timestamp_seconds {}",
+            self.reloads_ok.load(Relaxed),
+            self.reloads_error.load(Relaxed),
+            self.last_reload_ok.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "# HELP revgate_build_info The running build: version and git commit\n\
              # TYPE revgate_build_info gauge\n\
              revgate_build_info{{version=\"{}\",commit=\"{}\"}} 1",
@@ -321,6 +412,12 @@ impl Metrics {
         }
         out
     }
+}
+
+fn unix_now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn escape(label: &str) -> String {

@@ -292,3 +292,65 @@ fn version_and_completions() {
         );
     }
 }
+
+/// Pins a fixed bug: SIGHUP killed the gateway (exit 129). It now reloads
+/// the config file, and the process keeps serving.
+#[test]
+fn sighup_reloads_instead_of_killing() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port()
+    };
+    let (port, admin) = (free(), free());
+    let path = write_config(
+        "sighup.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"2s\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n[access_log]\nenabled = false\n"
+        ),
+    );
+    let mut child = revgate().arg("--config").arg(&path).spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway did not start listening"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let metrics = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).expect("admin");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    };
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !metrics().contains("revgate_config_reloads_total{result=\"success\"} 1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no successful reload counted: {}",
+            metrics()
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "SIGHUP ended the process"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+}

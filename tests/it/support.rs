@@ -171,9 +171,26 @@ impl Gateway {
         Gateway::start_config(config).await
     }
 
+    /// Starts a gateway from a config file written with `toml` (the access
+    /// log off unless it says otherwise), reloadable from that file.
+    pub async fn start_reloadable(toml: &str) -> (Gateway, std::path::PathBuf) {
+        let path = temp_dir("reload").join("gateway.toml");
+        write_config_file(&path, toml);
+        let config = Config::load(&path).expect("test config must be valid");
+        let has_admin = config.admin.is_some();
+        let app = App::build_reloadable(config, path.clone())
+            .await
+            .expect("gateway builds");
+        (Gateway::start_app(app, has_admin).await, path)
+    }
+
     pub async fn start_config(config: Config) -> Gateway {
         let has_admin = config.admin.is_some();
         let app = App::build(config).await.expect("gateway builds");
+        Gateway::start_app(app, has_admin).await
+    }
+
+    async fn start_app(app: App, has_admin: bool) -> Gateway {
         let main = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = main.local_addr().expect("addr");
         let admin_listener = if has_admin {
@@ -376,6 +393,17 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+/// Writes a gateway config file, the access log off unless `toml` has an
+/// `[access_log]` section.
+pub fn write_config_file(path: &std::path::Path, toml: &str) {
+    let text = if toml.contains("[access_log]") {
+        toml.to_owned()
+    } else {
+        format!("{toml}\n[access_log]\nenabled = false\n")
+    };
+    std::fs::write(path, text).expect("write config");
 }
 
 /// A fresh empty directory under the target dir.

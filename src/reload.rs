@@ -1,0 +1,275 @@
+//! Reloading the configuration without a restart (SIGHUP, `POST
+//! /admin/reload`).
+//!
+//! A reload reads the file again, validates it in full and builds every
+//! piece a configuration determines (routes and upstream pools, keys and the
+//! verified-token cache, endpoints, the admin API, the access log), then
+//! swaps the main and admin handlers, each one `Arc` swap. Requests in
+//! flight finish on the state they started with; keep-alive connections
+//! stay open and their next request sees the new state. What outlives a
+//! configuration is shared, never rebuilt: the revocations, the store
+//! health, the metrics. On any error nothing is swapped and the running
+//! configuration stays in force.
+//!
+//! Keys that cannot change in a running process (listen addresses, worker
+//! threads, connection limits and timeouts held by the accept loops, the
+//! revocation store, and the leeway and token lifetime the store's expiry
+//! uses) are refused with a message that a restart is needed.
+
+use crate::app::{build_handlers, Shared, StartError};
+use crate::body::GatewayBody;
+use crate::config::{Config, ConfigError};
+use crate::server::{Handler, Peer};
+use arc_swap::ArcSwap;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// A handler that a reload replaces whole. Each request takes the current
+/// one (one reference count) and keeps it to the end.
+pub struct Swap<H> {
+    current: ArcSwap<H>,
+}
+
+impl<H> Swap<H> {
+    /// Starts with `handler`.
+    pub fn new(handler: Arc<H>) -> Self {
+        Swap {
+            current: ArcSwap::new(handler),
+        }
+    }
+
+    /// The handler new requests get.
+    pub fn current(&self) -> Arc<H> {
+        self.current.load_full()
+    }
+
+    fn store(&self, handler: Arc<H>) {
+        self.current.store(handler);
+    }
+}
+
+impl<H: Handler> Handler for Swap<H> {
+    async fn call(&self, req: Request<Incoming>, peer: Peer) -> Response<GatewayBody> {
+        let handler = self.current.load_full();
+        handler.call(req, peer).await
+    }
+}
+
+/// Why a reload was refused; the running configuration stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new file does not validate.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A key that only a restart can change was changed.
+    #[error("{key}: changed, but cannot change while running; restart revgate to apply it")]
+    NeedsRestart { key: &'static str },
+    /// A piece of the new configuration could not be built (a key file, a
+    /// JWKS URL, the access log file).
+    #[error(transparent)]
+    Build(#[from] StartError),
+    /// The reloader has stopped (the gateway is shutting down).
+    #[error("the gateway is shutting down")]
+    Stopped,
+}
+
+impl ReloadError {
+    /// The configuration key the error names, for `{"key": ...}`.
+    pub fn key(&self) -> String {
+        match self {
+            ReloadError::Config(e) => e.key().unwrap_or_default(),
+            ReloadError::NeedsRestart { key } => (*key).to_owned(),
+            ReloadError::Build(StartError::Config(e)) => e.key().unwrap_or_default(),
+            ReloadError::Build(_) | ReloadError::Stopped => String::new(),
+        }
+    }
+}
+
+type ReloadRequest = oneshot::Sender<Result<(), Arc<ReloadError>>>;
+
+/// Asks the reloader to reload; cheap to clone. Requests queue (at most
+/// [`QUEUE`]); they run one at a time.
+#[derive(Clone)]
+pub struct ReloadHandle {
+    tx: mpsc::Sender<ReloadRequest>,
+}
+
+/// The reloader's end of [`ReloadHandle::channel`].
+pub(crate) struct ReloadInbox(mpsc::Receiver<ReloadRequest>);
+
+/// Reload requests waiting at once; more get an error at once.
+const QUEUE: usize = 4;
+
+impl ReloadHandle {
+    /// A handle and the inbox a [`Reloader`] will serve, made before the
+    /// handlers that hold the handle (the admin API) are built.
+    pub(crate) fn channel() -> (ReloadHandle, ReloadInbox) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (ReloadHandle { tx }, ReloadInbox(rx))
+    }
+
+    /// Reloads and waits for the result.
+    pub async fn reload(&self) -> Result<(), Arc<ReloadError>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .try_send(tx)
+            .map_err(|_| Arc::new(ReloadError::Stopped))?;
+        rx.await.map_err(|_| Arc::new(ReloadError::Stopped))?
+    }
+}
+
+/// What a reload swaps, and what it keeps.
+pub struct Reloader {
+    path: PathBuf,
+    running: Arc<Config>,
+    shared: Shared,
+    gateway: Arc<Swap<crate::gateway::Gateway>>,
+    admin: Arc<Swap<crate::admin::Admin>>,
+    inbox: ReloadInbox,
+}
+
+impl Reloader {
+    pub(crate) fn new(
+        path: PathBuf,
+        running: Arc<Config>,
+        shared: Shared,
+        gateway: Arc<Swap<crate::gateway::Gateway>>,
+        admin: Arc<Swap<crate::admin::Admin>>,
+        inbox: ReloadInbox,
+    ) -> Self {
+        Reloader {
+            path,
+            running,
+            shared,
+            gateway,
+            admin,
+            inbox,
+        }
+    }
+
+    /// Serves reload requests one at a time, until every handle is gone.
+    pub(crate) fn start(mut self) {
+        tokio::spawn(async move {
+            while let Some(answer) = self.inbox.0.recv().await {
+                let result = self.reload().await.map_err(Arc::new);
+                let _ = answer.send(result);
+            }
+        });
+    }
+
+    /// One reload: validate and build everything, then swap; count it.
+    async fn reload(&mut self) -> Result<(), ReloadError> {
+        let result = self.try_reload().await;
+        let metrics = &self.shared.metrics;
+        match &result {
+            Ok(()) => {
+                metrics.reload_succeeded();
+                tracing::info!(
+                    config = %self.path.display(),
+                    routes = self.running.routes.len(),
+                    "configuration reloaded"
+                );
+            }
+            Err(e) => {
+                metrics.reload_failed();
+                tracing::error!(config = %self.path.display(), "reload refused, the running configuration stays: {e}");
+            }
+        }
+        result
+    }
+
+    async fn try_reload(&mut self) -> Result<(), ReloadError> {
+        let path = self.path.clone();
+        let config = tokio::task::spawn_blocking(move || Config::load(&path))
+            .await
+            .map_err(|_| ReloadError::Stopped)??;
+        needs_restart(&self.running, &config)?;
+        let access_log = if config.access_log == self.running.access_log {
+            // Same log: keep the writer, reopen its file (logrotate).
+            if let Some(log) = &self.shared.access_log {
+                log.reopen();
+            }
+            self.shared.access_log.clone()
+        } else {
+            crate::telemetry::access_log::AccessLog::start(&config.access_log)
+                .map_err(StartError::from)?
+        };
+        let shared = Shared {
+            access_log,
+            ..self.shared.clone()
+        };
+        let (gateway, admin) = build_handlers(&config, &shared).await?;
+        self.gateway.store(gateway);
+        self.admin.store(admin);
+        self.shared = shared;
+        self.running = Arc::new(config);
+        Ok(())
+    }
+}
+
+/// The first key, in file order, that differs and that only a restart can
+/// change.
+fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
+    let refuse = |key| Err(ReloadError::NeedsRestart { key });
+    if old.server.listen != new.server.listen {
+        return refuse("server.listen");
+    }
+    if old.server.workers != new.server.workers {
+        return refuse("server.workers");
+    }
+    if old.server.max_connections != new.server.max_connections {
+        return refuse("server.max_connections");
+    }
+    if old.server.header_read_timeout != new.server.header_read_timeout {
+        return refuse("server.header_read_timeout");
+    }
+    if old.server.shutdown_grace != new.server.shutdown_grace {
+        return refuse("server.shutdown_grace");
+    }
+    if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
+        return refuse("admin.listen");
+    }
+    let lifetimes = |c: &Config| c.jwt.as_ref().map(|j| (j.leeway, j.max_token_lifetime));
+    if lifetimes(old).map(|l| l.0) != lifetimes(new).map(|l| l.0) {
+        return refuse("jwt.leeway");
+    }
+    if lifetimes(old).map(|l| l.1) != lifetimes(new).map(|l| l.1) {
+        return refuse("jwt.max_token_lifetime");
+    }
+    // The store, its path or URL, prefix, capacity and policies are the
+    // revocations' own, opened once.
+    if format!("{:?}", old.revocation) != format!("{:?}", new.revocation) {
+        return refuse("revocation");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::from_toml(
+            &format!("[server]\nlisten = \"127.0.0.1:8080\"\n{extra}\n[[route]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9000\"\nauth = \"none\"\n"),
+            "t",
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn routes_and_limits_may_change_listeners_and_store_may_not() {
+        let old = config("request_timeout = \"30s\"");
+        assert!(needs_restart(&old, &config("request_timeout = \"5s\"")).is_ok());
+        let changed =
+            Config::from_toml("[server]\nlisten = \"127.0.0.1:8081\"\n", "t").expect("valid");
+        let err = needs_restart(&old, &changed).expect_err("listen changed");
+        assert_eq!(err.key(), "server.listen");
+        assert!(err.to_string().contains("restart"), "{err}");
+        let store = config("[revocation]\ncapacity = 5\n");
+        let err = needs_restart(&old, &store).expect_err("store changed");
+        assert_eq!(err.key(), "revocation");
+    }
+}
