@@ -60,10 +60,10 @@ async fn gateway(redis_url: &str, upstream: SocketAddr) -> SocketAddr {
         .expect("gateway");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let readiness = app.readiness.clone();
+    let health = app.revocations.health().clone();
     tokio::spawn(app.run(listener, None, std::future::pending()));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !readiness.store_ok() {
+    while !health.is_ok() {
         assert!(Instant::now() < deadline, "replica did not become ready");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

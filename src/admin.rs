@@ -8,6 +8,7 @@ pub use api::AdminApi;
 use crate::body::GatewayBody;
 use crate::reload::ReloadHandle;
 use crate::response::{self, Reject};
+use crate::revocation::StoreHealth;
 use crate::server::Handler;
 use crate::server::Peer;
 use crate::telemetry::Metrics;
@@ -15,44 +16,13 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// Whether the gateway can serve authenticated routes correctly; flipped by
-/// the revocation store (a shared store that is unreachable or catching up
-/// makes the gateway not ready).
-#[derive(Debug)]
-pub struct Readiness {
-    store_ok: AtomicBool,
-}
-
-impl Readiness {
-    /// Ready unless told otherwise.
-    pub fn new() -> Self {
-        Readiness {
-            store_ok: AtomicBool::new(true),
-        }
-    }
-    /// Records whether the revocation store is usable.
-    pub fn set_store_ok(&self, ok: bool) {
-        self.store_ok.store(ok, Ordering::Release);
-    }
-    /// Whether the revocation store is usable.
-    pub fn store_ok(&self) -> bool {
-        self.store_ok.load(Ordering::Acquire)
-    }
-}
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// The admin listener's handler.
 pub struct Admin {
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    /// The revocation store's health, for `/readyz`.
+    store: Arc<StoreHealth>,
     /// `None` when no admin token is configured: `/admin/*` answers 404.
     api: Option<AdminApi>,
     /// `None` when the configuration came from no file.
@@ -63,13 +33,13 @@ impl Admin {
     /// Builds the admin handler.
     pub fn new(
         metrics: Arc<Metrics>,
-        readiness: Arc<Readiness>,
+        store: Arc<StoreHealth>,
         api: Option<AdminApi>,
         reload: Option<ReloadHandle>,
     ) -> Self {
         Admin {
             metrics,
-            readiness,
+            store,
             api,
             reload,
         }
@@ -108,7 +78,7 @@ impl Admin {
         match path {
             "/healthz" => only_get(&req).map(|_| text(StatusCode::OK, "ok\n")),
             "/readyz" => only_get(&req).map(|_| {
-                if self.readiness.store_ok() {
+                if self.store.is_ok() {
                     text(StatusCode::OK, "ready\n")
                 } else {
                     text(
@@ -143,7 +113,7 @@ impl Handler for Admin {
         match self.serve(req).await {
             Ok(resp) => resp,
             Err(reject) => {
-                crate::gateway::log_reject(&reject, peer.addr);
+                reject.log(peer.addr);
                 reject.into_response()
             }
         }

@@ -1,11 +1,11 @@
 //! Assembling the gateway from a config and running it.
 
-use crate::admin::{Admin, AdminApi, Readiness};
+use crate::admin::{Admin, AdminApi};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::reload::{ReloadHandle, Reloader, Swap};
-use crate::revocation::{redis::SyncState, Revocations, StoreOpenError};
+use crate::revocation::{Revocations, StoreOpenError};
 use crate::routes::RouteTable;
 use crate::server::{accept_loop, drain, ConnSettings};
 use crate::telemetry::access_log::AccessLog;
@@ -70,7 +70,6 @@ pub async fn check(config: &Config) -> Result<(), StartError> {
 #[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) readiness: Arc<Readiness>,
     pub(crate) revocations: Arc<Revocations>,
     pub(crate) access_log: Option<AccessLog>,
     /// `/admin/reload` goes here; `None` when the config came from no file.
@@ -97,7 +96,6 @@ pub(crate) async fn build_handlers(
         shared.metrics.clone(),
         auth.clone(),
         shared.revocations.clone(),
-        shared.readiness.clone(),
         shared.access_log.clone(),
     ));
     let api = config
@@ -114,7 +112,7 @@ pub(crate) async fn build_handlers(
         });
     let admin = Arc::new(Admin::new(
         shared.metrics.clone(),
-        shared.readiness.clone(),
+        shared.revocations.health().clone(),
         api,
         shared.reload.clone(),
     ));
@@ -129,7 +127,6 @@ pub struct App {
     /// The admin listener's handler; a reload swaps what it holds.
     pub admin: Arc<Swap<Admin>>,
     pub metrics: Arc<Metrics>,
-    pub readiness: Arc<Readiness>,
     pub revocations: Arc<Revocations>,
     pub access_log: Option<AccessLog>,
     /// Set by [`App::build_reloadable`]; SIGHUP and `/admin/reload` use it.
@@ -151,7 +148,6 @@ impl App {
 
     async fn build_inner(config: Config, path: Option<PathBuf>) -> Result<App, StartError> {
         let metrics = Arc::new(Metrics::new(RouteTable::labels(&config.routes)));
-        let readiness = Arc::new(Readiness::new());
         let (leeway, lifetime) = config.jwt.as_ref().map_or(
             (
                 crate::config::DEFAULT_LEEWAY,
@@ -161,12 +157,7 @@ impl App {
         );
         let revocations =
             Revocations::open(&config.revocation, leeway, lifetime, metrics.clone()).await?;
-        if let Some(state) = revocations.start_sync() {
-            // Not ready until the follower has caught up: a replica must not
-            // answer from an empty blocklist.
-            readiness.set_store_ok(matches!(*state.borrow(), SyncState::Live));
-            follow_sync_state(state, readiness.clone());
-        }
+        revocations.start_sync();
         let access_log = AccessLog::start(&config.access_log)?;
         let (reload_handle, inbox) = match &path {
             Some(_) => {
@@ -177,7 +168,6 @@ impl App {
         };
         let shared = Shared {
             metrics: metrics.clone(),
-            readiness: readiness.clone(),
             revocations: revocations.clone(),
             access_log: access_log.clone(),
             reload: reload_handle.clone(),
@@ -206,7 +196,6 @@ impl App {
             gateway,
             admin,
             metrics,
-            readiness,
             revocations,
             access_log,
             reload,
@@ -368,28 +357,4 @@ fn reopen_on_sigusr1(gateway: Arc<Swap<Gateway>>) {
     }
     #[cfg(not(unix))]
     let _ = gateway;
-}
-
-/// Mirrors the shared store's sync state into readiness: ready only while
-/// `Live` (connected and caught up).
-fn follow_sync_state(
-    mut state: tokio::sync::watch::Receiver<SyncState>,
-    readiness: Arc<Readiness>,
-) {
-    tokio::spawn(async move {
-        loop {
-            let live = matches!(*state.borrow_and_update(), SyncState::Live);
-            if live != readiness.store_ok() {
-                if live {
-                    tracing::info!("shared revocation store live: serving authenticated routes");
-                } else {
-                    tracing::warn!("shared revocation store unreachable or catching up: not ready");
-                }
-            }
-            readiness.set_store_ok(live);
-            if state.changed().await.is_err() {
-                return;
-            }
-        }
-    });
 }

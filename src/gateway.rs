@@ -2,14 +2,13 @@
 //! route -> extract -> verify -> check revocation -> authorize scopes ->
 //! forward -> log.
 
-use crate::admin::Readiness;
 use crate::auth::{Authenticator, Claims};
 use crate::body::GatewayBody;
 use crate::body::PendingLog;
 use crate::config::{AuthMode, Config, OnStoreDown};
 use crate::endpoints::Endpoints;
 use crate::proxy::Proxy;
-use crate::response::{Cause, Reject};
+use crate::response::Reject;
 use crate::revocation::Revocations;
 use crate::routes::{Route, RouteTable};
 use crate::server::Peer;
@@ -19,7 +18,6 @@ use crate::telemetry::{Metrics, Outcome};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, AUTHORIZATION};
 use hyper::{Request, Response, Uri};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -52,8 +50,6 @@ pub struct Gateway {
     revocations: Arc<Revocations>,
     /// Logout endpoints; present with `auth`.
     endpoints: Option<Endpoints>,
-    /// Whether the revocation store is trustworthy right now.
-    readiness: Arc<Readiness>,
     on_store_down: OnStoreDown,
     /// `None` when `[access_log]` is off.
     access_log: Option<AccessLog>,
@@ -67,7 +63,6 @@ impl Gateway {
         metrics: Arc<Metrics>,
         auth: Option<Arc<Authenticator>>,
         revocations: Arc<Revocations>,
-        readiness: Arc<Readiness>,
         access_log: Option<AccessLog>,
     ) -> Self {
         let leeway = config.jwt.as_ref().map_or(0, |j| j.leeway.as_secs());
@@ -90,7 +85,6 @@ impl Gateway {
             auth,
             revocations,
             endpoints,
-            readiness,
             on_store_down: config.revocation.on_store_down,
             access_log,
         }
@@ -131,7 +125,7 @@ impl Gateway {
             Ok(resp) if ctx.slot == self.slots.endpoint_slot() => (resp, Outcome::Served),
             Ok(resp) => (resp, Outcome::Forwarded),
             Err(reject) => {
-                log_reject(&reject, peer.addr);
+                reject.log(peer.addr);
                 let outcome = outcome_of(&reject);
                 (reject.into_response(), outcome)
             }
@@ -265,7 +259,7 @@ impl Gateway {
     /// catching up, authenticated requests get 503 instead of answers from a
     /// possibly stale blocklist.
     fn store_gate(&self) -> Result<(), Reject> {
-        if self.on_store_down == OnStoreDown::Deny && !self.readiness.store_ok() {
+        if self.on_store_down == OnStoreDown::Deny && !self.revocations.health().is_ok() {
             self.metrics
                 .incr(crate::telemetry::metrics::Counter::StoreDownDenied);
             return Err(Reject::StoreUnavailable);
@@ -369,21 +363,6 @@ fn outcome_of(reject: &Reject) -> Outcome {
         | Reject::NotFound
         | Reject::RequestTimeout
         | Reject::Internal => Outcome::Other,
-    }
-}
-
-/// Client faults at debug, upstream faults at warn, ours at error.
-pub(crate) fn log_reject(reject: &Reject, peer: SocketAddr) {
-    match reject.cause() {
-        Cause::Downstream => {
-            tracing::debug!(%peer, status = reject.status().as_u16(), error = reject.code(), "rejected")
-        }
-        Cause::Upstream => {
-            tracing::warn!(%peer, status = reject.status().as_u16(), error = reject.code(), "upstream failure")
-        }
-        Cause::Internal => {
-            tracing::error!(%peer, status = reject.status().as_u16(), error = reject.code(), "request failed")
-        }
     }
 }
 

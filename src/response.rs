@@ -6,6 +6,7 @@
 use crate::body::GatewayBody;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Who caused a failure: decides the status class and the log level.
@@ -136,6 +137,23 @@ impl Reject {
             | Reject::RequestTimeout => Cause::Downstream,
             Reject::UpstreamUnreachable | Reject::UpstreamTimeout => Cause::Upstream,
             Reject::StoreUnavailable | Reject::StoreFull | Reject::Internal => Cause::Internal,
+        }
+    }
+
+    /// Logs the failure once, where it is handled: client faults at debug,
+    /// upstream faults at warn, ours at error.
+    pub(crate) fn log(&self, peer: SocketAddr) {
+        let status = self.status().as_u16();
+        match self.cause() {
+            Cause::Downstream => {
+                tracing::debug!(%peer, status, error = self.code(), "rejected")
+            }
+            Cause::Upstream => {
+                tracing::warn!(%peer, status, error = self.code(), "upstream failure")
+            }
+            Cause::Internal => {
+                tracing::error!(%peer, status, error = self.code(), "request failed")
+            }
         }
     }
 

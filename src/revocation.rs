@@ -12,6 +12,7 @@
 //! | `revocation/filter.rs` | a Bloom filter answering "never revoked" before the table is asked |
 //! | `revocation/local.rs` | the redb store: one writer thread, group commit, load at start, sweeper |
 //! | `revocation/clock.rs` | [`Clock`]: UNIX seconds, injectable for tests |
+//! | `revocation/health.rs` | [`StoreHealth`]: whether the store can be trusted now (`/readyz`, `on_store_down`) |
 //!
 //! # Time
 //! All times are UNIX seconds. An entry is live while `now < expires_at`,
@@ -64,12 +65,14 @@
 mod blocklist;
 mod clock;
 mod filter;
+mod health;
 mod key;
 mod local;
 pub mod redis;
 mod table;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use health::StoreHealth;
 pub use key::{token_fingerprint, RevocationKey};
 
 use crate::config::{RevocationConfig, StoreKind};
@@ -248,6 +251,8 @@ pub struct Revocations {
     /// How long a logout-all watermark lives: `max_token_lifetime + leeway`.
     watermark_ttl: u64,
     metrics: Arc<Metrics>,
+    /// Whether the store can be trusted right now.
+    health: Arc<StoreHealth>,
     closed: AtomicBool,
     last_full_alarm: AtomicU64,
 }
@@ -330,6 +335,7 @@ impl Revocations {
             backend,
             watermark_ttl: max_token_lifetime.saturating_add(leeway).as_secs(),
             metrics: Arc::clone(&metrics),
+            health: Arc::new(StoreHealth::new()),
             closed: AtomicBool::new(false),
             last_full_alarm: AtomicU64::new(0),
         });
@@ -355,17 +361,28 @@ impl Revocations {
     }
 
     /// With `store = "redis"`: starts the follower that applies every
-    /// replica's records to memory, and returns its state (`Live` once
-    /// caught up). `None` for the local store, which is always in sync.
-    pub fn start_sync(&self) -> Option<tokio::sync::watch::Receiver<redis::SyncState>> {
+    /// replica's records to memory, and mirrors its sync state into
+    /// [`Revocations::health`]: healthy only while `Live` (connected and
+    /// caught up), so a replica never answers from an empty or stale
+    /// blocklist. Nothing to do for the local store, which is always in sync.
+    pub fn start_sync(&self) {
         let Backend::Redis(store) = &self.backend else {
-            return None;
+            return;
         };
         let memory = Arc::clone(&self.memory);
         let apply: Arc<dyn Fn(redis::RemoteRecord) + Send + Sync> = Arc::new(move |remote| {
             memory.apply(&Record::from(remote), None);
         });
-        Some(store.spawn_follower(apply))
+        let state = store.spawn_follower(apply);
+        self.health
+            .set_ok(matches!(*state.borrow(), redis::SyncState::Live));
+        follow_sync_state(state, Arc::clone(&self.health));
+    }
+
+    /// Whether the store can be trusted right now (`/readyz`, and the
+    /// `on_store_down = "deny"` gate).
+    pub fn health(&self) -> &Arc<StoreHealth> {
+        &self.health
     }
 
     /// The per-request check: true if `key` is revoked, or `sub` has a live
@@ -599,6 +616,30 @@ impl Revocations {
             }
         }
     }
+}
+
+/// Mirrors the shared store's sync state into `health`: ok only while
+/// `Live` (connected and caught up).
+fn follow_sync_state(
+    mut state: tokio::sync::watch::Receiver<redis::SyncState>,
+    health: Arc<StoreHealth>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let live = matches!(*state.borrow_and_update(), redis::SyncState::Live);
+            if live != health.is_ok() {
+                if live {
+                    tracing::info!("shared revocation store live: serving authenticated routes");
+                } else {
+                    tracing::warn!("shared revocation store unreachable or catching up: not ready");
+                }
+            }
+            health.set_ok(live);
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// Runs memory housekeeping every second and a disk sweep every minute, for
