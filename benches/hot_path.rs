@@ -48,7 +48,8 @@ fn config(alg: Algorithm, cache_capacity: u64) -> JwtConfig {
         issuer: Some("https://idp.example".into()),
         audience: vec!["api".into()],
         leeway: Duration::from_secs(30),
-        max_token_lifetime: Duration::from_secs(24 * 3600),
+        // The fixtures live from 2023 to 2100.
+        max_token_lifetime: Duration::from_secs(100 * 365 * 24 * 3600),
         sources: vec![TokenSource::Authorization],
         cache_capacity,
     }
@@ -100,7 +101,7 @@ fn hot_path(c: &mut Criterion) {
                         .expect("extract")
                         .expect("a token");
                     let claims = now_or_never(auth.verify(&token)).expect("verifies");
-                    black_box(claims.revocation_key)
+                    black_box(claims.revocation)
                 })
             });
         }

@@ -13,7 +13,7 @@
 //! sharing the cores.
 
 use revgate::revocation::redis::testing::RedisServer;
-use revgate::revocation::redis::{RedisStore, RemoteRecord, SyncState};
+use revgate::revocation::redis::{Record, RedisStore, SyncState};
 use revgate::revocation::RevocationKey;
 use revgate::telemetry::Metrics;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,8 +45,8 @@ impl Arrivals {
             offset,
         })
     }
-    fn record(&self, r: RemoteRecord) {
-        if let RemoteRecord::Revoke { key, .. } = r {
+    fn record(&self, r: Record) {
+        if let Record::Revoke { key, .. } = r {
             if let Some(i) = key.0.checked_sub(self.offset) {
                 if let Some(slot) = self.at.get(i as usize) {
                     let ns = self.base.elapsed().as_nanos() as u64;
@@ -65,12 +65,12 @@ impl Arrivals {
     }
 }
 
-fn revoke(key: u128) -> RemoteRecord {
+fn revoke(key: u128) -> Record {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    RemoteRecord::Revoke {
+    Record::Revoke {
         key: RevocationKey(key),
         expires_at: now + 3600,
     }

@@ -12,7 +12,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use revgate::config::{OnStoreDown, RevocationConfig, StoreKind};
-use revgate::revocation::{RevocationKey, Revocations};
+use revgate::revocation::{Policy, RevocationKey, Revocations};
 use revgate::telemetry::metrics::Metrics;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ fn filled(rt: &tokio::runtime::Runtime, n: usize) -> (Arc<Revocations>, Vec<Revo
     let day = Duration::from_secs(86_400);
     rt.block_on(async {
         let metrics = Arc::new(Metrics::new(Vec::new()));
-        let r = Revocations::open(&cfg, Duration::from_secs(30), day, metrics)
+        let r = Revocations::open(&cfg, Policy::new(Duration::from_secs(30), day), metrics)
             .await
             .expect("open");
         let mut rng = SplitMix(42);

@@ -12,7 +12,7 @@
 
 use hdrhistogram::Histogram;
 use revgate::config::{OnStoreDown, RevocationConfig, StoreKind};
-use revgate::revocation::{RevocationKey, Revocations};
+use revgate::revocation::{Policy, RevocationKey, Revocations};
 use revgate::telemetry::metrics::Metrics;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,8 +40,7 @@ async fn run(clients: u64, secs: u64) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new(Vec::new()));
     let r = Revocations::open(
         &cfg,
-        Duration::from_secs(30),
-        Duration::from_secs(86_400),
+        Policy::new(Duration::from_secs(30), Duration::from_secs(86_400)),
         metrics,
     )
     .await

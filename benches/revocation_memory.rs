@@ -18,7 +18,7 @@
 
 use moka::sync::Cache;
 use revgate::config::{OnStoreDown, RevocationConfig, StoreKind};
-use revgate::revocation::{RevocationKey, Revocations};
+use revgate::revocation::{Policy, RevocationKey, Revocations};
 use revgate::telemetry::metrics::Metrics;
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -87,9 +87,13 @@ fn child(variant: &str) {
             };
             let r = rt.block_on(async {
                 let m = Arc::new(Metrics::new(Vec::new()));
-                let r = Revocations::open(&cfg, Duration::ZERO, Duration::from_secs(86_400), m)
-                    .await
-                    .expect("open");
+                let r = Revocations::open(
+                    &cfg,
+                    Policy::new(Duration::ZERO, Duration::from_secs(86_400)),
+                    m,
+                )
+                .await
+                .expect("open");
                 for i in 0..n {
                     r.revoke(RevocationKey(key(i)), exp).await.expect("revoke");
                 }

@@ -1,6 +1,7 @@
 //! `revgate revoke`: an operator's client for the admin API.
 
 use crate::config::Config;
+use crate::revocation::{Clock, Policy, SystemClock};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -12,8 +13,8 @@ use std::time::Duration;
 /// What to revoke.
 #[derive(Debug, Clone)]
 pub enum RevokeTarget {
-    /// A `jti`, until `expires_at` (UNIX seconds; default: now plus the
-    /// longest a token may live, plus leeway).
+    /// A `jti`, until `expires_at` (UNIX seconds; default: until every token
+    /// acceptable now has expired, [`Policy::horizon`]).
     Jti {
         jti: String,
         expires_at: Option<u64>,
@@ -52,14 +53,11 @@ pub async fn revoke(
         .unwrap_or_else(|| format!("http://{}", admin.listen));
     let body = match target {
         RevokeTarget::Jti { jti, expires_at } => {
-            let lifetime = config
-                .jwt
-                .as_ref()
-                .map_or(Duration::from_secs(86_400), |j| {
-                    j.max_token_lifetime + j.leeway
-                });
-            let expires_at =
-                expires_at.unwrap_or_else(|| crate::endpoints::unix_now() + lifetime.as_secs());
+            // By default, until every token acceptable now is refused as
+            // expired anyway.
+            let expires_at = expires_at.unwrap_or_else(|| {
+                Policy::from_config(config.jwt.as_ref()).horizon(SystemClock.now())
+            });
             serde_json::json!({ "jti": jti, "expires_at": expires_at })
         }
         RevokeTarget::Token(t) => serde_json::json!({ "token": t }),

@@ -5,7 +5,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::reload::{ReloadHandle, Reloader, Swap};
-use crate::revocation::{Revocations, StoreOpenError};
+use crate::revocation::{Policy, Revocations, StoreOpenError};
 use crate::routes::RouteTable;
 use crate::server::{accept_loop, drain, ConnSettings};
 use crate::telemetry::access_log::AccessLog;
@@ -87,10 +87,6 @@ pub(crate) async fn build_handlers(
         Some(jwt) => Some(Authenticator::new(jwt).await?),
         None => None,
     };
-    let leeway = config
-        .jwt
-        .as_ref()
-        .map_or(crate::config::DEFAULT_LEEWAY, |j| j.leeway);
     let gateway = Arc::new(Gateway::new(
         config,
         shared.metrics.clone(),
@@ -102,14 +98,7 @@ pub(crate) async fn build_handlers(
         .admin
         .as_ref()
         .and_then(|a| a.token.clone())
-        .map(|token| {
-            AdminApi::new(
-                token,
-                auth.clone(),
-                shared.revocations.clone(),
-                leeway.as_secs(),
-            )
-        });
+        .map(|token| AdminApi::new(token, auth.clone(), shared.revocations.clone()));
     let admin = Arc::new(Admin::new(
         shared.metrics.clone(),
         shared.revocations.health().clone(),
@@ -148,15 +137,8 @@ impl App {
 
     async fn build_inner(config: Config, path: Option<PathBuf>) -> Result<App, StartError> {
         let metrics = Arc::new(Metrics::new(RouteTable::labels(&config.routes)));
-        let (leeway, lifetime) = config.jwt.as_ref().map_or(
-            (
-                crate::config::DEFAULT_LEEWAY,
-                crate::config::DEFAULT_MAX_TOKEN_LIFETIME,
-            ),
-            |j| (j.leeway, j.max_token_lifetime),
-        );
-        let revocations =
-            Revocations::open(&config.revocation, leeway, lifetime, metrics.clone()).await?;
+        let policy = Policy::from_config(config.jwt.as_ref());
+        let revocations = Revocations::open(&config.revocation, policy, metrics.clone()).await?;
         revocations.start_sync();
         let access_log = AccessLog::start(&config.access_log)?;
         let (reload_handle, inbox) = match &path {

@@ -41,6 +41,7 @@ pub use mint::{mint, parse_claim, MintError, MintRequest, DEFAULT_MINT_TTL};
 
 use crate::config::{is_hmac, Algorithm, ConfigError, JwtConfig, TokenSource};
 use crate::response::Reject;
+use crate::revocation::{Clock, SystemClock};
 use cache::TokenCache;
 use claims::ClaimPolicy;
 use hyper::header::HeaderMap;
@@ -136,7 +137,7 @@ impl Authenticator {
             hmac,
             keys,
             policy: ClaimPolicy {
-                leeway,
+                time: crate::revocation::Policy::from_config(Some(cfg)),
                 issuer: cfg.issuer.clone(),
                 audience: cfg.audience.clone(),
             },
@@ -169,7 +170,7 @@ impl Authenticator {
     /// Any failure is `Reject::InvalidToken` (401) with a fixed description.
     /// Revocation is NOT checked here.
     pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, Reject> {
-        self.verify_at(token, cache::unix_now()).await
+        self.verify_at(token, SystemClock.now()).await
     }
 
     /// [`Authenticator::verify`] at a given time (UNIX seconds).

@@ -68,8 +68,9 @@ pub struct RevokeArgs {
     /// Revoke this `jti`.
     #[arg(long)]
     pub jti: Option<String>,
-    /// With `--jti`: when the entry may leave (UNIX seconds). Default: now
-    /// plus `jwt.max_token_lifetime` plus `jwt.leeway`.
+    /// With `--jti`: when the entry may leave (UNIX seconds). Default: once
+    /// every token acceptable now has expired: now plus
+    /// `jwt.max_token_lifetime` plus three `jwt.leeway`s, plus one second.
     #[arg(long, requires = "jti")]
     pub expires_at: Option<u64>,
     /// Revoke this token (it must verify).

@@ -1,17 +1,17 @@
 //! Endpoints the gateway serves itself on the main listener: logout,
-//! logout-all and RFC 7009 revocation.
+//! logout-all and RFC 7009 revocation. Thin HTTP adapters over the verbs of
+//! [`Revocations`], which own the policy (keys, expiries, logging).
 
 use crate::auth::{Authenticator, Claims};
 use crate::body::GatewayBody;
 use crate::config::EndpointsConfig;
 use crate::response::{self, Reject};
-use crate::revocation::{token_fingerprint, Revocations, StoreError};
+use crate::revocation::{token_fingerprint, Revocations, Via};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest form body accepted by the revoke endpoint. A JWT is a few KiB at
 /// most; anything larger is not a revocation request.
@@ -30,35 +30,6 @@ pub struct Endpoints {
     paths: EndpointsConfig,
     auth: Arc<Authenticator>,
     revocations: Arc<Revocations>,
-    /// `jwt.leeway` in seconds: a revocation outlives `exp` by this much.
-    leeway: u64,
-}
-
-/// Seconds since the UNIX epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Maps a store failure to its response.
-pub fn store_reject(e: StoreError) -> Reject {
-    match e {
-        StoreError::Full => Reject::StoreFull,
-        StoreError::Invalid(why) => Reject::BadBody(why),
-        StoreError::Unavailable(why) => {
-            tracing::error!(error = why, "revocation store write failed");
-            Reject::StoreUnavailable
-        }
-    }
-}
-
-/// When a revocation of a token expiring at `exp` may leave: the first
-/// second in which the token is refused as expired anyway. A token is
-/// accepted while `now <= exp + leeway`, an entry holds while
-/// `now < expires_at`, hence the `+ 1`.
-pub fn revocation_expiry(exp: u64, leeway: u64) -> u64 {
-    exp.saturating_add(leeway).saturating_add(1)
 }
 
 impl Endpoints {
@@ -67,13 +38,11 @@ impl Endpoints {
         paths: EndpointsConfig,
         auth: Arc<Authenticator>,
         revocations: Arc<Revocations>,
-        leeway: u64,
     ) -> Self {
         Endpoints {
             paths,
             auth,
             revocations,
-            leeway,
         }
     }
 
@@ -113,10 +82,7 @@ impl Endpoints {
             .extract(req.headers(), req.uri())?
             .ok_or(Reject::MissingToken)?;
         let claims = self.auth.verify(&token).await?;
-        if self
-            .revocations
-            .is_revoked(claims.revocation_key, claims.sub.as_deref(), claims.iat)
-        {
+        if self.revocations.check(&claims) {
             return Err(Reject::Revoked);
         }
         Ok(claims)
@@ -124,16 +90,8 @@ impl Endpoints {
 
     async fn logout(&self, req: Request<Incoming>) -> Result<Response<GatewayBody>, Reject> {
         let claims = self.caller(&req).await?;
-        let expires_at = revocation_expiry(claims.exp, self.leeway);
-        self.revocations
-            .revoke(claims.revocation_key, expires_at)
-            .await
-            .map_err(store_reject)?;
-        tracing::info!(jti = claims.jti.as_deref().unwrap_or("-"), key = %claims.revocation_key, "token revoked by logout");
-        Ok(response::json(
-            StatusCode::OK,
-            &json!({ "revoked": true, "jti": claims.jti, "expires_at": expires_at }),
-        ))
+        let expires_at = self.revocations.revoke_token(&claims, Via::Logout).await?;
+        Ok(revoked_answer(&claims, expires_at))
     }
 
     async fn logout_all(&self, req: Request<Incoming>) -> Result<Response<GatewayBody>, Reject> {
@@ -142,16 +100,8 @@ impl Endpoints {
             .sub
             .as_deref()
             .ok_or(Reject::InvalidToken("token has no sub claim"))?;
-        let before = unix_now();
-        self.revocations
-            .revoke_subject(sub, before)
-            .await
-            .map_err(store_reject)?;
-        tracing::info!(sub, before, "all tokens of subject revoked");
-        Ok(response::json(
-            StatusCode::OK,
-            &json!({ "revoked": true, "sub": sub, "before": before }),
-        ))
+        let before = self.revocations.watermark_subject(sub, Via::Logout).await?;
+        Ok(subject_revoked_answer(sub, before))
     }
 
     /// RFC 7009: always 200 (also for invalid or unknown tokens), 400 without
@@ -169,12 +119,7 @@ impl Endpoints {
             .ok_or(Reject::BadBody("the token parameter is required"))?;
         match self.auth.verify(&token).await {
             Ok(claims) => {
-                let expires_at = revocation_expiry(claims.exp, self.leeway);
-                self.revocations
-                    .revoke(claims.revocation_key, expires_at)
-                    .await
-                    .map_err(store_reject)?;
-                tracing::info!(jti = claims.jti.as_deref().unwrap_or("-"), key = %claims.revocation_key, "token revoked (RFC 7009)");
+                self.revocations.revoke_token(&claims, Via::Rfc7009).await?;
             }
             Err(_) => {
                 tracing::debug!(token = %token_fingerprint(&token), "revoke: token does not verify; nothing recorded");
@@ -187,4 +132,20 @@ impl Endpoints {
         );
         Ok(resp)
     }
+}
+
+/// The answer to a token revocation (logout, admin `{"token"}`).
+pub(crate) fn revoked_answer(claims: &Claims, expires_at: u64) -> Response<GatewayBody> {
+    response::json(
+        StatusCode::OK,
+        &json!({ "revoked": true, "jti": claims.jti, "expires_at": expires_at }),
+    )
+}
+
+/// The answer to a logout-all (endpoint or admin `{"sub"}`).
+pub(crate) fn subject_revoked_answer(sub: &str, before: u64) -> Response<GatewayBody> {
+    response::json(
+        StatusCode::OK,
+        &json!({ "revoked": true, "sub": sub, "before": before }),
+    )
 }

@@ -65,15 +65,9 @@ impl Gateway {
         revocations: Arc<Revocations>,
         access_log: Option<AccessLog>,
     ) -> Self {
-        let leeway = config.jwt.as_ref().map_or(0, |j| j.leeway.as_secs());
-        let endpoints = auth.as_ref().map(|a| {
-            Endpoints::new(
-                config.endpoints.clone(),
-                a.clone(),
-                revocations.clone(),
-                leeway,
-            )
-        });
+        let endpoints = auth
+            .as_ref()
+            .map(|a| Endpoints::new(config.endpoints.clone(), a.clone(), revocations.clone()));
         Gateway {
             routes: RouteTable::new(&config.routes),
             slots: metrics.route_slots(RouteTable::labels(&config.routes)),
@@ -243,10 +237,7 @@ impl Gateway {
         };
         self.store_gate()?;
         let claims = auth.verify(&token).await?;
-        if self
-            .revocations
-            .is_revoked(claims.revocation_key, claims.sub.as_deref(), claims.iat)
-        {
+        if self.revocations.check(&claims) {
             return Err(Reject::Revoked);
         }
         if !claims.has_scopes(&route.config.scopes) {

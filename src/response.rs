@@ -4,10 +4,23 @@
 //! it is given a status, an error code and a cause.
 
 use crate::body::GatewayBody;
+use crate::revocation::StoreError;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+impl From<StoreError> for Reject {
+    /// A store failure as the answer to the request that asked for the
+    /// write. Not logged here: the store logged the fault once.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Full => Reject::StoreFull,
+            StoreError::Invalid(why) => Reject::BadBody(why),
+            StoreError::Unavailable(_) => Reject::StoreUnavailable,
+        }
+    }
+}
 
 /// Who caused a failure: decides the status class and the log level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +31,10 @@ pub enum Cause {
     Upstream,
     /// We could not serve it: 5xx, logged at error.
     Internal,
+    /// The revocation store refused or failed: 503, logged at debug here
+    /// because the store logs the fault itself, once (a failed commit, the
+    /// shared store going down, the blocklist full).
+    Store,
 }
 
 /// Why a request was not forwarded (or not answered by an endpoint).
@@ -136,7 +153,8 @@ impl Reject {
             | Reject::AdminUnauthorized
             | Reject::RequestTimeout => Cause::Downstream,
             Reject::UpstreamUnreachable | Reject::UpstreamTimeout => Cause::Upstream,
-            Reject::StoreUnavailable | Reject::StoreFull | Reject::Internal => Cause::Internal,
+            Reject::StoreUnavailable | Reject::StoreFull => Cause::Store,
+            Reject::Internal => Cause::Internal,
         }
     }
 
@@ -153,6 +171,9 @@ impl Reject {
             }
             Cause::Internal => {
                 tracing::error!(%peer, status, error = self.code(), "request failed")
+            }
+            Cause::Store => {
+                tracing::debug!(%peer, status, error = self.code(), "revocation store refused")
             }
         }
     }

@@ -1,16 +1,26 @@
-//! Revocation: the in-memory blocklist and the stores behind it.
+//! Revocation: the policy, the in-memory blocklist and the stores behind it.
 //!
-//! [`Revocations`] answers the per-request question "is this token revoked?"
-//! from memory, and records revocations, logout-all watermarks and lifts
-//! durably before acknowledging them.
+//! [`Revocations`] is the one owner of the revocation policy. It answers the
+//! per-request question "is this token revoked?" from memory
+//! ([`Revocations::check`]), and its verbs record changes durably before
+//! acknowledging them: [`Revocations::revoke_token`] (a verified token),
+//! [`Revocations::revoke_jti`], [`Revocations::watermark_subject`]
+//! (logout-all), [`Revocations::lift_jti`]. It owns the key a token is
+//! revoked under, the leeway and lifetime arithmetic ([`Policy`]), the clock
+//! and the store's health; the logout endpoints and the admin API are thin
+//! HTTP adapters over these verbs.
 //!
 //! | file | job |
 //! |---|---|
-//! | `revocation/key.rs` | [`RevocationKey`]: the 128-bit digest a revocation is stored under |
+//! | `revocation/policy.rs` | [`Policy`]: leeway, `max_token_lifetime` and every expiry derived from them |
+//! | `revocation/key.rs` | [`RevocationKey`], [`TokenKeys`]: the 128-bit digests a token is revoked under |
+//! | `revocation/legacy.rs` | how long keys written by earlier builds are still checked |
+//! | `revocation/record.rs` | [`Record`]: one change, as persisted, replicated and applied |
 //! | `revocation/blocklist.rs` | revoked keys and watermarks in memory, capacity accounting, the hot-path check |
 //! | `revocation/table.rs` | the revoked-key table: sharded open addressing, 24 bytes a slot |
 //! | `revocation/filter.rs` | a Bloom filter answering "never revoked" before the table is asked |
 //! | `revocation/local.rs` | the redb store: one writer thread, group commit, load at start, sweeper |
+//! | `revocation/redis.rs`, `revocation/redis/` | the shared store: writer, follower, codec |
 //! | `revocation/clock.rs` | [`Clock`]: UNIX seconds, injectable for tests |
 //! | `revocation/health.rs` | [`StoreHealth`]: whether the store can be trusted now (`/readyz`, `on_store_down`) |
 //!
@@ -67,17 +77,24 @@ mod clock;
 mod filter;
 mod health;
 mod key;
+mod legacy;
 mod local;
+mod policy;
+mod record;
 pub mod redis;
 mod table;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use health::StoreHealth;
-pub use key::{token_fingerprint, RevocationKey};
+pub use key::{token_fingerprint, RevocationKey, TokenKeys};
+pub use policy::Policy;
+pub use record::Record;
 
+use crate::auth::Claims;
 use crate::config::{RevocationConfig, StoreKind};
 use crate::telemetry::metrics::{Counter, Metrics};
 use blocklist::{Applied, Blocklist, Reservation};
+use legacy::LegacyWindow;
 use local::LocalStore;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -99,71 +116,6 @@ const FULL_ALARM_EVERY_SECS: u64 = 60;
 /// Longest `sub` a logout-all watermark is kept for: one record per subject
 /// must stay small.
 pub const MAX_SUB_BYTES: usize = 4096;
-
-/// A change to the blocklist: what is persisted and what replicas exchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    /// Refuse tokens with this key until `expires_at`.
-    Revoke {
-        /// The token's revocation key.
-        key: RevocationKey,
-        /// UNIX second at which the entry leaves (the token's `exp` plus leeway).
-        expires_at: u64,
-    },
-    /// Logout-all: refuse the subject's tokens issued at or before `at`.
-    Watermark {
-        /// The token subject (`sub`).
-        sub: Box<str>,
-        /// Tokens with `iat <= at`, or without `iat`, are refused.
-        at: u64,
-        /// UNIX second at which the watermark leaves.
-        expires_at: u64,
-    },
-    /// Admin lift: the revocation of `key` is removed.
-    Lift {
-        /// The revocation key to lift.
-        key: RevocationKey,
-    },
-}
-
-impl From<redis::RemoteRecord> for Record {
-    fn from(r: redis::RemoteRecord) -> Self {
-        match r {
-            redis::RemoteRecord::Revoke { key, expires_at } => Record::Revoke { key, expires_at },
-            redis::RemoteRecord::Watermark {
-                sub,
-                at,
-                expires_at,
-            } => Record::Watermark {
-                sub: sub.into_boxed_str(),
-                at,
-                expires_at,
-            },
-            redis::RemoteRecord::Lift { key } => Record::Lift { key },
-        }
-    }
-}
-
-impl From<&Record> for redis::RemoteRecord {
-    fn from(r: &Record) -> Self {
-        match r {
-            Record::Revoke { key, expires_at } => redis::RemoteRecord::Revoke {
-                key: *key,
-                expires_at: *expires_at,
-            },
-            Record::Watermark {
-                sub,
-                at,
-                expires_at,
-            } => redis::RemoteRecord::Watermark {
-                sub: sub.to_string(),
-                at: *at,
-                expires_at: *expires_at,
-            },
-            Record::Lift { key } => redis::RemoteRecord::Lift { key: *key },
-        }
-    }
-}
 
 /// Why a revocation could not be recorded. Cheap to build on the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -233,6 +185,27 @@ impl StoreOpenError {
     }
 }
 
+/// Who asked for a change: named in its log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `POST endpoints.logout` / `logout_all`, with the token itself.
+    Logout,
+    /// `POST endpoints.revoke` (RFC 7009).
+    Rfc7009,
+    /// The admin API.
+    Admin,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Logout => "logout",
+            Via::Rfc7009 => "rfc7009",
+            Via::Admin => "admin",
+        }
+    }
+}
+
 /// Where records are persisted.
 enum Backend {
     /// No path: memory only, lost on restart.
@@ -248,8 +221,10 @@ enum Backend {
 pub struct Revocations {
     memory: Arc<Blocklist>,
     backend: Backend,
-    /// How long a logout-all watermark lives: `max_token_lifetime + leeway`.
-    watermark_ttl: u64,
+    /// Leeway and lifetime, and every expiry that follows from them.
+    policy: Policy,
+    /// Until when keys written by earlier builds are checked.
+    legacy: Arc<LegacyWindow>,
     metrics: Arc<Metrics>,
     /// Whether the store can be trusted right now.
     health: Arc<StoreHealth>,
@@ -261,39 +236,38 @@ impl Revocations {
     /// Opens the store per `cfg`, on the system clock: memory only when
     /// `cfg.path` is `None` (a warning is logged), else a redb database in
     /// that directory (created if missing), whose unexpired records are all
-    /// loaded. `leeway` and `max_token_lifetime` come from `[jwt]` and set how
-    /// long a logout-all watermark lives.
+    /// loaded. `policy` comes from `[jwt]` ([`Policy::from_config`]).
     pub async fn open(
         cfg: &RevocationConfig,
-        leeway: Duration,
-        max_token_lifetime: Duration,
+        policy: Policy,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Revocations>, StoreOpenError> {
-        Self::open_with_clock(
-            cfg,
-            leeway,
-            max_token_lifetime,
-            metrics,
-            Arc::new(SystemClock),
-        )
-        .await
+        Self::open_with_clock(cfg, policy, metrics, Arc::new(SystemClock)).await
     }
 
     /// [`Revocations::open`] with an injected clock (tests, simulations).
     pub async fn open_with_clock(
         cfg: &RevocationConfig,
-        leeway: Duration,
-        max_token_lifetime: Duration,
+        policy: Policy,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Revocations>, StoreOpenError> {
+        let start = clock.now();
         let memory = Arc::new(Blocklist::new(cfg.capacity, clock));
         let backend = match (cfg.store, &cfg.path) {
             (StoreKind::Redis, _) => {
                 let url = cfg.redis_url.as_deref().unwrap_or_default();
-                let store =
-                    redis::RedisStore::connect(url, &cfg.redis_prefix, Arc::clone(&metrics))
-                        .await?;
+                let options = redis::RedisOptions {
+                    clock: Arc::clone(memory.clock()),
+                    ..redis::RedisOptions::default()
+                };
+                let store = redis::RedisStore::connect_with(
+                    url,
+                    &cfg.redis_prefix,
+                    Arc::clone(&metrics),
+                    options,
+                )
+                .await?;
                 Backend::Redis(store)
             }
             (StoreKind::Local, None) => {
@@ -330,10 +304,16 @@ impl Revocations {
                 Backend::Local(store)
             }
         };
+        // Keys of earlier builds are checked while one of their tokens may
+        // still be accepted (see `legacy.rs`).
+        let legacy = Arc::new(LegacyWindow::new(
+            policy.horizon(start).max(memory.latest_revocation_expiry()),
+        ));
         let revocations = Arc::new(Revocations {
             memory,
             backend,
-            watermark_ttl: max_token_lifetime.saturating_add(leeway).as_secs(),
+            policy,
+            legacy,
             metrics: Arc::clone(&metrics),
             health: Arc::new(StoreHealth::new()),
             closed: AtomicBool::new(false),
@@ -369,9 +349,15 @@ impl Revocations {
         let Backend::Redis(store) = &self.backend else {
             return;
         };
-        let memory = Arc::clone(&self.memory);
-        let apply: Arc<dyn Fn(redis::RemoteRecord) + Send + Sync> = Arc::new(move |remote| {
-            memory.apply(&Record::from(remote), None);
+        let (memory, legacy) = (Arc::clone(&self.memory), Arc::clone(&self.legacy));
+        let apply: Arc<dyn Fn(Record) + Send + Sync> = Arc::new(move |record| {
+            // Any revocation from Redis may come from an earlier-build
+            // replica (a rolling upgrade): keep legacy keys checked for as
+            // long as it lives.
+            if let Record::Revoke { expires_at, .. } = record {
+                legacy.extend(expires_at, memory.clock().now());
+            }
+            memory.apply(&record, None);
         });
         let state = store.spawn_follower(apply);
         self.health
@@ -385,16 +371,120 @@ impl Revocations {
         &self.health
     }
 
-    /// The per-request check: true if `key` is revoked, or `sub` has a live
-    /// logout-all watermark and the token's `iat` is absent or at or before
-    /// it. Synchronous, lock-free, no allocation, no I/O.
-    #[inline]
-    pub fn is_revoked(&self, key: RevocationKey, sub: Option<&str>, iat: Option<u64>) -> bool {
-        self.memory.is_revoked(key, sub, iat)
+    /// The policy: leeway, `max_token_lifetime` and the expiries that
+    /// follow from them.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
-    /// Records a revocation of `key` until `expires_at` (UNIX seconds; the
-    /// caller passes `exp + leeway`). With a durable store, returns once the
+    /// The per-request check of a verified token: revoked by its key (or,
+    /// during the legacy window, the key an earlier build wrote), or by a
+    /// logout-all watermark of its subject. Synchronous, no lock in the
+    /// common case, no allocation, no I/O.
+    #[inline]
+    pub fn check(&self, claims: &Claims) -> bool {
+        self.is_revoked(claims.revocation, claims.sub.as_deref(), claims.iat)
+    }
+
+    /// [`Revocations::check`] on the parts of a token: true if `keys.key` is
+    /// revoked, or `keys.legacy` while the legacy window is open, or `sub`
+    /// has a live logout-all watermark and `iat` is absent or at or before
+    /// it.
+    #[inline]
+    pub fn is_revoked(
+        &self,
+        keys: impl Into<TokenKeys>,
+        sub: Option<&str>,
+        iat: Option<u64>,
+    ) -> bool {
+        let keys = keys.into();
+        self.memory.is_revoked(keys.key, sub, iat)
+            || keys
+                .legacy
+                .is_some_and(|legacy| self.legacy.is_open() && self.memory.is_key_revoked(legacy))
+    }
+
+    /// Revokes a verified token until its `exp` + leeway (+1: it holds
+    /// through the last second the token is accepted), durably before `Ok`,
+    /// and logs it once (`via` names who asked). Returns that `expires_at`.
+    /// Idempotent.
+    ///
+    /// With Redis, during the legacy window a token without `jti` is also
+    /// recorded under its legacy key, so replicas of an earlier build still
+    /// refuse it in a rolling upgrade.
+    pub async fn revoke_token(&self, claims: &Claims, via: Via) -> Result<u64, StoreError> {
+        let expires_at = self.policy.revocation_expiry(claims.exp);
+        let keys = claims.revocation;
+        match keys.legacy {
+            Some(legacy) if self.legacy.is_open() && matches!(self.backend, Backend::Redis(_)) => {
+                let (new, old) = tokio::join!(
+                    self.revoke(keys.key, expires_at),
+                    self.revoke(legacy, expires_at)
+                );
+                new.and(old)?;
+            }
+            _ => self.revoke(keys.key, expires_at).await?,
+        }
+        tracing::info!(
+            jti = claims.jti.as_deref().unwrap_or("-"),
+            key = %keys.key,
+            expires_at,
+            via = via.as_str(),
+            "token revoked"
+        );
+        Ok(expires_at)
+    }
+
+    /// Revokes the tokens carrying `jti` until `expires_at` (an operator's
+    /// revocation, for tokens the gateway may never see). Durable before
+    /// `Ok`. [`StoreError::Invalid`] for an empty `jti` or an `expires_at`
+    /// not in the future.
+    pub async fn revoke_jti(&self, jti: &str, expires_at: u64, via: Via) -> Result<(), StoreError> {
+        if jti.is_empty() {
+            return Err(StoreError::Invalid("jti is empty"));
+        }
+        if expires_at <= self.memory.clock().now() {
+            return Err(StoreError::Invalid("expires_at is in the past"));
+        }
+        self.revoke(RevocationKey::from_jti(jti), expires_at)
+            .await?;
+        tracing::info!(jti, expires_at, via = via.as_str(), "token revoked");
+        Ok(())
+    }
+
+    /// Logout-all for `sub`, now: every token of the subject issued up to
+    /// the watermark is refused for as long as it could be accepted (see
+    /// [`Policy::watermark`]: the watermark is `now + leeway`). Durable
+    /// before `Ok`. Returns the watermark (the answer's `before`).
+    pub async fn watermark_subject(&self, sub: &str, via: Via) -> Result<u64, StoreError> {
+        let (at, _) = self.policy.watermark(self.memory.clock().now());
+        self.revoke_subject(sub, at).await?;
+        tracing::info!(
+            sub,
+            before = at,
+            via = via.as_str(),
+            "all tokens of subject revoked"
+        );
+        Ok(at)
+    }
+
+    /// Lifts the revocation of `jti`, durably before `Ok`. `Ok(false)` if
+    /// there was none.
+    pub async fn lift_jti(&self, jti: &str, via: Via) -> Result<bool, StoreError> {
+        let lifted = self.lift(RevocationKey::from_jti(jti)).await?;
+        if lifted {
+            tracing::info!(jti, via = via.as_str(), "revocation lifted");
+        }
+        Ok(lifted)
+    }
+
+    /// `expires_at` of a live revocation of `jti`.
+    pub fn jti_expiry(&self, jti: &str) -> Option<u64> {
+        self.get(RevocationKey::from_jti(jti))
+    }
+
+    /// Records a revocation of `key` until `expires_at` (UNIX seconds). The
+    /// building block of the verbs above. With a durable store, returns once the
     /// record is fsync'd. Idempotent: revoking again with the same or an
     /// earlier `expires_at` changes nothing, a later one extends the entry.
     /// An `expires_at` already past records nothing (the token is expired).
@@ -417,8 +507,9 @@ impl Revocations {
         Ok(())
     }
 
-    /// Logout-all: sets the watermark of `sub` to `watermark` (UNIX seconds),
-    /// living `max_token_lifetime + leeway` past it. Durable before `Ok`. One
+    /// Sets the watermark of `sub` to `watermark` (UNIX seconds), living
+    /// [`Policy::watermark_ttl`] past it. The building block of
+    /// [`Revocations::watermark_subject`]. Durable before `Ok`. One
     /// record per subject: a later watermark replaces an earlier one, an
     /// earlier one never lowers it. Returns the `expires_at` in force.
     pub async fn revoke_subject(&self, sub: &str, watermark: u64) -> Result<u64, StoreError> {
@@ -428,7 +519,7 @@ impl Revocations {
                 "sub is empty or longer than 4096 bytes",
             ));
         }
-        let expires_at = watermark.saturating_add(self.watermark_ttl);
+        let expires_at = watermark.saturating_add(self.policy.watermark_ttl());
         if expires_at <= self.memory.clock().now() {
             return Ok(expires_at);
         }
@@ -534,6 +625,12 @@ impl Revocations {
         }
     }
 
+    /// The end of the legacy-key window (UNIX seconds), and whether it is
+    /// open now (it closes at the first housekeeping run past its end).
+    pub fn legacy_window(&self) -> (u64, bool) {
+        (self.legacy.until(), self.legacy.is_open())
+    }
+
     fn check_open(&self) -> Result<(), StoreError> {
         if self.closed.load(Ordering::Acquire) {
             Err(StoreError::Unavailable("the revocation store is closed"))
@@ -575,7 +672,7 @@ impl Revocations {
             Backend::Redis(store) => {
                 // Redis first: nothing is acknowledged that replicas cannot
                 // see. The store counts its own failures.
-                return match store.persist(&redis::RemoteRecord::from(&record)).await {
+                return match store.persist(&record).await {
                     // Revocations and watermarks only ever grow, so applying
                     // ours now (read-your-writes on this replica) cannot undo
                     // a later record the follower applied first. A lift is
@@ -608,6 +705,7 @@ impl Revocations {
     }
 
     fn housekeeping_tick(&self, tick: u64) {
+        self.legacy.tick(self.memory.clock().now());
         self.memory.run_pending_tasks();
         self.memory.maintain_filter();
         if tick % SWEEP_EVERY_TICKS == 0 {

@@ -1,11 +1,12 @@
-//! The revocation admin API (`/admin/*`), behind the admin bearer token.
+//! The revocation admin API (`/admin/*`), behind the admin bearer token: a
+//! thin HTTP adapter over the verbs of [`Revocations`].
 
 use crate::auth::Authenticator;
 use crate::body::GatewayBody;
 use crate::config::Secret;
-use crate::endpoints::{revocation_expiry, store_reject, unix_now};
+use crate::endpoints::{revoked_answer, subject_revoked_answer};
 use crate::response::{self, Reject};
-use crate::revocation::{RevocationKey, Revocations};
+use crate::revocation::{Revocations, Via};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
@@ -23,7 +24,6 @@ pub struct AdminApi {
     token: Secret,
     auth: Option<Arc<Authenticator>>,
     revocations: Arc<Revocations>,
-    leeway: u64,
 }
 
 /// Body of `POST /admin/revocations`: exactly one form.
@@ -49,13 +49,11 @@ impl AdminApi {
         token: Secret,
         auth: Option<Arc<Authenticator>>,
         revocations: Arc<Revocations>,
-        leeway: u64,
     ) -> Self {
         AdminApi {
             token,
             auth,
             revocations,
-            leeway,
         }
     }
 
@@ -88,9 +86,8 @@ impl AdminApi {
                 if jti.is_empty() {
                     return Err(Reject::NotFound);
                 }
-                let key = RevocationKey::from_jti(&jti);
                 match m {
-                    Method::GET | Method::HEAD => match self.revocations.get(key) {
+                    Method::GET | Method::HEAD => match self.revocations.jti_expiry(&jti) {
                         Some(expires_at) => Ok(response::json(
                             StatusCode::OK,
                             &json!({ "jti": jti, "expires_at": expires_at }),
@@ -98,8 +95,7 @@ impl AdminApi {
                         None => Err(Reject::NotFound),
                     },
                     Method::DELETE => {
-                        if self.revocations.lift(key).await.map_err(store_reject)? {
-                            tracing::info!(jti = %jti, "revocation lifted by admin");
+                        if self.revocations.lift_jti(&jti, Via::Admin).await? {
                             let mut resp = Response::new(GatewayBody::empty());
                             *resp.status_mut() = StatusCode::NO_CONTENT;
                             Ok(resp)
@@ -126,17 +122,9 @@ impl AdminApi {
                 token: None,
                 sub: None,
             } => {
-                if jti.is_empty() {
-                    return Err(Reject::BadBody("jti is empty"));
-                }
-                if expires_at <= unix_now() {
-                    return Err(Reject::BadBody("expires_at is in the past"));
-                }
                 self.revocations
-                    .revoke(RevocationKey::from_jti(&jti), expires_at)
-                    .await
-                    .map_err(store_reject)?;
-                tracing::info!(jti = %jti, expires_at, "token revoked by admin");
+                    .revoke_jti(&jti, expires_at, Via::Admin)
+                    .await?;
                 Ok(response::json(
                     StatusCode::OK,
                     &json!({ "revoked": true, "jti": jti, "expires_at": expires_at }),
@@ -155,16 +143,8 @@ impl AdminApi {
                     .verify(&token)
                     .await
                     .map_err(|_| Reject::BadBody("the token does not verify"))?;
-                let expires_at = revocation_expiry(claims.exp, self.leeway);
-                self.revocations
-                    .revoke(claims.revocation_key, expires_at)
-                    .await
-                    .map_err(store_reject)?;
-                tracing::info!(jti = claims.jti.as_deref().unwrap_or("-"), key = %claims.revocation_key, "token revoked by admin");
-                Ok(response::json(
-                    StatusCode::OK,
-                    &json!({ "revoked": true, "jti": claims.jti, "expires_at": expires_at }),
-                ))
+                let expires_at = self.revocations.revoke_token(&claims, Via::Admin).await?;
+                Ok(revoked_answer(&claims, expires_at))
             }
             RevokeBody {
                 sub: Some(sub),
@@ -172,19 +152,8 @@ impl AdminApi {
                 expires_at: None,
                 token: None,
             } => {
-                if sub.is_empty() {
-                    return Err(Reject::BadBody("sub is empty"));
-                }
-                let before = unix_now();
-                self.revocations
-                    .revoke_subject(&sub, before)
-                    .await
-                    .map_err(store_reject)?;
-                tracing::info!(sub = %sub, before, "all tokens of subject revoked by admin");
-                Ok(response::json(
-                    StatusCode::OK,
-                    &json!({ "revoked": true, "sub": sub, "before": before }),
-                ))
+                let before = self.revocations.watermark_subject(&sub, Via::Admin).await?;
+                Ok(subject_revoked_answer(&sub, before))
             }
             _ => Err(Reject::BadBody(
                 "send exactly one of {\"jti\", \"expires_at\"}, {\"token\"} or {\"sub\"}",
@@ -199,11 +168,7 @@ impl AdminApi {
         ))?;
         let answer = match auth.verify(&body.token).await {
             Ok(claims) => {
-                let revoked = self.revocations.is_revoked(
-                    claims.revocation_key,
-                    claims.sub.as_deref(),
-                    claims.iat,
-                );
+                let revoked = self.revocations.check(&claims);
                 json!({
                     "active": !revoked,
                     "sub": claims.sub,

@@ -10,11 +10,12 @@
 //! Revocation is not cached here: the gateway checks it on every request.
 
 use super::claims::Claims;
+use crate::revocation::{Clock, SystemClock};
 use moka::sync::Cache;
 use moka::Expiry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A bounded cache of verified tokens. Cloning shares the entries.
 #[derive(Clone)]
@@ -37,15 +38,8 @@ impl Expiry<Box<str>, Arc<Claims>> for UntilExp {
         _created_at: Instant,
     ) -> Option<Duration> {
         let end = claims.exp.saturating_add(self.leeway);
-        Some(Duration::from_secs(end.saturating_sub(unix_now())))
+        Some(Duration::from_secs(end.saturating_sub(SystemClock.now())))
     }
-}
-
-/// The wall clock in UNIX seconds (0 if the clock is before 1970).
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl TokenCache {
@@ -105,6 +99,10 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unix_now() -> u64 {
+        SystemClock.now()
+    }
     use crate::auth::claims::ClaimPolicy;
     use serde_json::json;
 
@@ -117,7 +115,10 @@ mod tests {
             unreachable!()
         };
         let policy = ClaimPolicy {
-            leeway: 1_000_000,
+            time: crate::revocation::Policy {
+                leeway: 1_000_000,
+                max_token_lifetime: 1_000_000,
+            },
             issuer: None,
             audience: vec![],
         };

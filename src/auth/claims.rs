@@ -7,15 +7,16 @@
 //! `exp`), `iat` is bounded too, and tests can pass any `now`.
 
 use crate::response::Reject;
-use crate::revocation::RevocationKey;
+use crate::revocation::{Policy, TokenKeys};
 use hyper::header::HeaderValue;
 use serde_json::{Map, Value};
 
 /// The claim checks configured in `[jwt]`.
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimPolicy {
-    /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
-    pub(crate) leeway: u64,
+    /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`, and the
+    /// longest a token may live (`max_token_lifetime`).
+    pub(crate) time: Policy,
     /// When set, `iss` is required and must equal it.
     pub(crate) issuer: Option<String>,
     /// When not empty, `aud` is required and must contain one of these.
@@ -38,9 +39,10 @@ pub struct Claims {
     /// From the space-separated `scope` string, else from `scp` (an array of
     /// strings, or a space-separated string). Other shapes give no scopes.
     pub scopes: Vec<String>,
-    /// The key this token is revoked under (`jti`, else the token's hash),
-    /// computed once at verification.
-    pub revocation_key: RevocationKey,
+    /// The keys this token is revoked under (`jti`, else its signing
+    /// input; and the key earlier builds used), computed once at
+    /// verification.
+    pub revocation: TokenKeys,
     /// How logs name a token without `jti`: the first 12 hex digits of its
     /// SHA-256 (never the token). `None` when the token has a `jti`.
     pub fingerprint: Option<Box<str>>,
@@ -49,6 +51,10 @@ pub struct Claims {
 }
 
 const MALFORMED_CLAIMS: Reject = Reject::InvalidToken("malformed token claims");
+/// `exp - iat` (or `exp - now` without `iat`) is over `max_token_lifetime`
+/// plus leeway.
+pub(crate) const LIFETIME_TOO_LONG: Reject =
+    Reject::InvalidToken("token lifetime exceeds max_token_lifetime");
 
 impl Claims {
     /// Checks the claims of a token whose signature verified, at `now` (UNIX
@@ -60,7 +66,7 @@ impl Claims {
         policy: &ClaimPolicy,
         now: u64,
     ) -> Result<Claims, Reject> {
-        let leeway = policy.leeway;
+        let leeway = policy.time.leeway;
         let exp = match raw.get("exp") {
             None | Some(Value::Null) => return Err(Reject::InvalidToken("token has no exp claim")),
             Some(v) => numeric_date(v).ok_or(Reject::InvalidToken("invalid exp claim"))?,
@@ -84,10 +90,15 @@ impl Claims {
         if !policy.audience.is_empty() && !audience_matches(raw.get("aud"), &policy.audience) {
             return Err(Reject::InvalidToken("invalid audience"));
         }
+        // Logout-all watermarks live as long as the longest token may:
+        // a longer-lived one would outlive them.
+        if !policy.time.lifetime_ok(exp, iat, now) {
+            return Err(LIFETIME_TOO_LONG);
+        }
         let sub = optional_string(&raw, "sub")?;
         let jti = optional_string(&raw, "jti")?;
         let scopes = scopes(&raw);
-        let revocation_key = RevocationKey::for_token(jti.as_deref(), token);
+        let revocation = TokenKeys::for_token(jti.as_deref(), token);
         let fingerprint = match jti {
             Some(_) => None,
             None => Some(crate::revocation::token_fingerprint(token).into_boxed_str()),
@@ -99,7 +110,7 @@ impl Claims {
             nbf,
             iat,
             scopes,
-            revocation_key,
+            revocation,
             fingerprint,
             raw,
         })
@@ -211,7 +222,10 @@ mod tests {
 
     fn policy() -> ClaimPolicy {
         ClaimPolicy {
-            leeway: 30,
+            time: Policy {
+                leeway: 30,
+                max_token_lifetime: 24 * 3600,
+            },
             issuer: Some("https://idp.example".into()),
             audience: vec!["api".into(), "web".into()],
         }
@@ -253,9 +267,9 @@ mod tests {
         let c = check(base()).expect("valid");
         assert_eq!(c.sub.as_deref(), Some("alice"));
         assert_eq!(c.exp, NOW + 60);
-        assert_eq!(c.revocation_key, RevocationKey::from_token("tok"));
+        assert_eq!(c.revocation, TokenKeys::for_token(None, "tok"));
         let c = check(with("jti", json!("j1"))).expect("valid");
-        assert_eq!(c.revocation_key, RevocationKey::from_jti("j1"));
+        assert_eq!(c.revocation, TokenKeys::for_token(Some("j1"), "tok"));
     }
 
     #[test]
@@ -306,7 +320,10 @@ mod tests {
             "invalid audience"
         );
         let open = ClaimPolicy {
-            leeway: 0,
+            time: Policy {
+                leeway: 0,
+                max_token_lifetime: 24 * 3600,
+            },
             issuer: None,
             audience: vec![],
         };

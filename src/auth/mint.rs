@@ -82,7 +82,11 @@ pub fn parse_claim(arg: &str) -> Result<(String, Value), MintError> {
 /// `exp` = now + ttl, `jti`, `scope`, `iss` and `aud` from the config when
 /// set, then the extra claims.
 pub fn mint(cfg: &JwtConfig, req: &MintRequest) -> Result<String, MintError> {
-    mint_at(cfg, req, super::cache::unix_now())
+    mint_at(
+        cfg,
+        req,
+        crate::revocation::Clock::now(&crate::revocation::SystemClock),
+    )
 }
 
 /// [`mint`] with the clock given (UNIX seconds).

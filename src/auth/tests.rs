@@ -50,7 +50,8 @@ pub(super) fn config(algorithms: &[Algorithm]) -> JwtConfig {
         issuer: Some(ISSUER.to_string()),
         audience: vec!["api".to_string()],
         leeway: Duration::from_secs(30),
-        max_token_lifetime: Duration::from_secs(24 * 3600),
+        // The fixtures live from 2023 to 2100.
+        max_token_lifetime: Duration::from_secs(100 * 365 * 24 * 3600),
         sources: vec![TokenSource::Authorization],
         cache_capacity: 0,
     }
@@ -94,7 +95,7 @@ pub(super) fn why(result: Result<Arc<Claims>, Reject>) -> String {
 }
 
 pub(super) fn now() -> u64 {
-    cache::unix_now()
+    crate::revocation::Clock::now(&crate::revocation::SystemClock)
 }
 
 /// Signs `claims` with the fixture HMAC secret (our encoder; the
@@ -126,7 +127,7 @@ async fn pyjwt_hmac_tokens_verify() {
         assert_eq!(c.exp, 4102444800);
         assert_eq!(c.iat, Some(1700000000));
         assert_eq!(
-            c.revocation_key,
+            c.revocation.key,
             crate::revocation::RevocationKey::from_jti(&format!("fixture-{alg}"))
         );
     }

@@ -31,7 +31,7 @@ use moka::notification::RemovalCause;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
 use moka::Expiry;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -125,6 +125,9 @@ pub(crate) struct Blocklist {
     filter: Arc<Filter>,
     capacity: u64,
     clock: Arc<dyn Clock>,
+    /// The latest `expires_at` of any revocation ever applied (bounds the
+    /// legacy-key window, see `legacy.rs`).
+    latest_revocation: AtomicU64,
 }
 
 impl Blocklist {
@@ -156,6 +159,7 @@ impl Blocklist {
             filter,
             capacity,
             clock,
+            latest_revocation: AtomicU64::new(0),
         }
     }
 
@@ -175,7 +179,7 @@ impl Blocklist {
         sub: Option<&str>,
         iat: Option<u64>,
     ) -> bool {
-        if self.filter.may_contain(Filter::hash_key(key.0)) && self.get(key).is_some() {
+        if self.is_key_revoked(key) {
             return true;
         }
         match sub {
@@ -187,6 +191,17 @@ impl Blocklist {
             }
             _ => false,
         }
+    }
+
+    /// Whether `key` alone is revoked: the filter first, the table on a hit.
+    #[inline]
+    pub(crate) fn is_key_revoked(&self, key: RevocationKey) -> bool {
+        self.filter.may_contain(Filter::hash_key(key.0)) && self.get(key).is_some()
+    }
+
+    /// The latest `expires_at` of any revocation applied so far (0 if none).
+    pub(crate) fn latest_revocation_expiry(&self) -> u64 {
+        self.latest_revocation.load(Ordering::Acquire)
     }
 
     /// Bytes held by the filter.
@@ -271,6 +286,7 @@ impl Blocklist {
         match record {
             Record::Revoke { key, expires_at } => {
                 let exp = *expires_at;
+                self.latest_revocation.fetch_max(exp, Ordering::AcqRel);
                 let slot = reservation.unwrap_or_else(|| self.force_reserve());
                 // In the filter before the entry exists (see the module doc).
                 let writing = self.filter.write();

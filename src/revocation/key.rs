@@ -1,10 +1,20 @@
 //! The key a revocation is stored under.
 //!
-//! SPEC: a token's revocation key is its `jti` when present, else the SHA-256
-//! of the whole token. In memory and on disk we keep a 128-bit digest of that
-//! key (SHA-256, truncated, with a domain tag so a `jti` can never collide
-//! with a token hash): 16 bytes per entry whatever the length of the `jti`,
-//! and collision-resistant far beyond any blocklist's size.
+//! A token's revocation key is its `jti` when present, else the SHA-256 of
+//! its JWS signing input (`header.payload`, the first two segments). Not the
+//! whole token: a signature can be re-encoded without the key (ECDSA's
+//! `(r, n-s)` verifies as well as `(r, s)`), and the holder of a revoked
+//! token must not be able to make it new. In memory and on disk we keep a
+//! 128-bit digest of that key (SHA-256, truncated, with a domain tag so the
+//! kinds can never collide): 16 bytes per entry whatever the length of the
+//! `jti`, and collision-resistant far beyond any blocklist's size.
+//!
+//! Builds before this one keyed a token without `jti` by the SHA-256 of the
+//! whole token (tag `tok\0`). That key cannot be turned into the new one
+//! without the token, so stored entries are not migrated: [`TokenKeys`]
+//! carries both, computed once at verification, and the blocklist checks
+//! the legacy one while such entries may still matter (see
+//! `Revocations`' legacy window).
 
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -19,17 +29,18 @@ impl RevocationKey {
         Self::digest(b"jti\0", jti.as_bytes())
     }
 
-    /// The key of a token without `jti`: derived from the whole token.
-    pub fn from_token(token: &str) -> Self {
-        Self::digest(b"tok\0", token.as_bytes())
+    /// The key of a token without `jti`: derived from its signing input,
+    /// `header.payload` (everything before the last `.`), so any encoding of
+    /// its signature gives the same key.
+    pub fn from_signing_input(token: &str) -> Self {
+        let signing_input = token.rsplit_once('.').map_or(token, |(si, _)| si);
+        Self::digest(b"jws\0", signing_input.as_bytes())
     }
 
-    /// `from_jti` when there is one, else `from_token`.
-    pub fn for_token(jti: Option<&str>, token: &str) -> Self {
-        match jti {
-            Some(j) => Self::from_jti(j),
-            None => Self::from_token(token),
-        }
+    /// The key earlier builds gave a token without `jti`: derived from the
+    /// whole token, signature included.
+    pub fn legacy_from_token(token: &str) -> Self {
+        Self::digest(b"tok\0", token.as_bytes())
     }
 
     /// The key's 16 bytes, big-endian (the on-disk and wire form).
@@ -65,6 +76,41 @@ impl fmt::Display for RevocationKey {
     }
 }
 
+/// The keys a verified token is revoked under, computed once at
+/// verification and kept with its claims (also in the verified-token cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenKeys {
+    /// Where a revocation of this token is recorded: its `jti`, else its
+    /// signing input.
+    pub key: RevocationKey,
+    /// For a token without `jti`: the key earlier builds recorded it under
+    /// (the whole token), still checked during the legacy window.
+    pub legacy: Option<RevocationKey>,
+}
+
+impl TokenKeys {
+    /// The keys of `token`, whose claims carry `jti` (or not).
+    pub fn for_token(jti: Option<&str>, token: &str) -> Self {
+        match jti {
+            Some(j) => TokenKeys {
+                key: RevocationKey::from_jti(j),
+                legacy: None,
+            },
+            None => TokenKeys {
+                key: RevocationKey::from_signing_input(token),
+                legacy: Some(RevocationKey::legacy_from_token(token)),
+            },
+        }
+    }
+}
+
+impl From<RevocationKey> for TokenKeys {
+    /// The keys of a token revoked under `key` alone (a `jti`).
+    fn from(key: RevocationKey) -> Self {
+        TokenKeys { key, legacy: None }
+    }
+}
+
 /// First 12 hex digits of the token's SHA-256: how a token without `jti`
 /// appears in logs (never the token itself).
 pub fn token_fingerprint(token: &str) -> String {
@@ -80,9 +126,37 @@ mod tests {
     fn jti_and_token_keys_are_distinct_and_stable() {
         assert_eq!(RevocationKey::from_jti("a"), RevocationKey::from_jti("a"));
         assert_ne!(RevocationKey::from_jti("a"), RevocationKey::from_jti("b"));
-        assert_ne!(RevocationKey::from_jti("x"), RevocationKey::from_token("x"));
+        assert_ne!(
+            RevocationKey::from_jti("x"),
+            RevocationKey::legacy_from_token("x")
+        );
+        assert_ne!(
+            RevocationKey::from_jti("x"),
+            RevocationKey::from_signing_input("x")
+        );
         let k = RevocationKey::from_jti("abc");
         assert_eq!(RevocationKey::from_bytes(k.to_bytes()), k);
+    }
+
+    /// A token without `jti` is keyed by `header.payload`: re-encoding its
+    /// signature gives the same key; another payload does not.
+    #[test]
+    fn key_ignores_the_signature_encoding() {
+        let a = TokenKeys::for_token(None, "aGVhZA.cGF5bG9hZA.c2lnMQ");
+        let b = TokenKeys::for_token(None, "aGVhZA.cGF5bG9hZA.c2lnMg");
+        let c = TokenKeys::for_token(None, "aGVhZA.cGF5bG9hZB.c2lnMQ");
+        assert_eq!(a.key, b.key);
+        assert_ne!(a.key, c.key);
+        // The legacy key is the old whole-token digest, signature included.
+        assert_ne!(a.legacy, b.legacy);
+        assert_eq!(
+            a.legacy,
+            Some(RevocationKey::legacy_from_token("aGVhZA.cGF5bG9hZA.c2lnMQ"))
+        );
+        // With a jti, only the jti counts.
+        let j = TokenKeys::for_token(Some("j1"), "aGVhZA.cGF5bG9hZA.c2lnMQ");
+        assert_eq!(j.key, RevocationKey::from_jti("j1"));
+        assert_eq!(j.legacy, None);
     }
 
     #[test]

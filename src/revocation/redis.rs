@@ -87,7 +87,7 @@ mod tests;
 pub use codec::{key_for, StreamId, MAX_SUB_LEN, MAX_UNIX};
 
 use crate::config::redact_url;
-use crate::revocation::RevocationKey;
+use crate::revocation::{Clock, SystemClock};
 use crate::telemetry::metrics::{Counter, Metrics};
 use redis::IntoConnectionInfo;
 use std::fmt;
@@ -123,32 +123,7 @@ pub const DEFAULT_TOMBSTONE_TTL: Duration = crate::config::DEFAULT_MAX_TOKEN_LIF
 /// Keys per `SCAN`/`MGET` and entries per `XREAD`.
 pub const DEFAULT_BATCH: usize = 1000;
 
-/// One change to the blocklist, as replicated between replicas.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteRecord {
-    /// A revoked token, until `expires_at` (UNIX seconds).
-    Revoke { key: RevocationKey, expires_at: u64 },
-    /// Logout-all: tokens of `sub` issued at or before `at` are revoked,
-    /// until `expires_at` (UNIX seconds).
-    Watermark {
-        sub: String,
-        at: u64,
-        expires_at: u64,
-    },
-    /// An admin lifted the revocation of `key`.
-    Lift { key: RevocationKey },
-}
-
-impl RemoteRecord {
-    /// When the record stops mattering (`None` for a lift).
-    pub fn expires_at(&self) -> Option<u64> {
-        match self {
-            RemoteRecord::Revoke { expires_at, .. }
-            | RemoteRecord::Watermark { expires_at, .. } => Some(*expires_at),
-            RemoteRecord::Lift { .. } => None,
-        }
-    }
-}
+pub use super::Record;
 
 /// Connection state the gateway reads (readiness, `on_store_down`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +162,9 @@ pub struct RedisOptions {
     /// For `rediss://`: trust only this CA (PEM) instead of the system's and
     /// the webpki roots. `None` by default.
     pub tls_root_cert_pem: Option<Vec<u8>>,
+    /// The clock expiry is judged by: the blocklist's, injected by
+    /// `Revocations` (default: the system clock).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for RedisOptions {
@@ -202,6 +180,7 @@ impl Default for RedisOptions {
             tombstone_ttl: DEFAULT_TOMBSTONE_TTL,
             batch: DEFAULT_BATCH,
             tls_root_cert_pem: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -366,9 +345,12 @@ impl RedisStore {
     /// has executed it. A revoke or watermark already expired is not
     /// stored (`Ok`). `Err` means nothing was acknowledged: answer 503.
     /// Each failure counts in `Counter::StoreErrors`.
-    pub async fn persist(&self, record: &RemoteRecord) -> Result<(), RedisError> {
+    pub async fn persist(&self, record: &Record) -> Result<(), RedisError> {
         validate(record)?;
-        if record.expires_at().is_some_and(|e| e <= writer::unix_now()) {
+        if record
+            .expires_at()
+            .is_some_and(|e| e <= self.options.clock.now())
+        {
             return Ok(());
         }
         let result = self
@@ -390,7 +372,7 @@ impl RedisStore {
     /// insert, not a disk write). Must be called within a Tokio runtime.
     pub fn spawn_follower(
         self: &Arc<Self>,
-        apply: Arc<dyn Fn(RemoteRecord) + Send + Sync>,
+        apply: Arc<dyn Fn(Record) + Send + Sync>,
     ) -> watch::Receiver<SyncState> {
         let rx = self.state.subscribe();
         if !self.follower_started.swap(true, Ordering::AcqRel) {
@@ -429,12 +411,12 @@ impl RedisStore {
     }
 }
 
-fn validate(record: &RemoteRecord) -> Result<(), RedisError> {
+fn validate(record: &Record) -> Result<(), RedisError> {
     match record {
-        RemoteRecord::Revoke { expires_at, .. } if *expires_at > MAX_UNIX => Err(
+        Record::Revoke { expires_at, .. } if *expires_at > MAX_UNIX => Err(
             RedisError::InvalidRecord("expires_at is past the year 2500"),
         ),
-        RemoteRecord::Watermark {
+        Record::Watermark {
             sub,
             at,
             expires_at,
@@ -451,7 +433,7 @@ fn validate(record: &RemoteRecord) -> Result<(), RedisError> {
                 Ok(())
             }
         }
-        RemoteRecord::Revoke { .. } | RemoteRecord::Lift { .. } => Ok(()),
+        Record::Revoke { .. } | Record::Lift { .. } => Ok(()),
     }
 }
 

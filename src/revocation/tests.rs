@@ -8,7 +8,8 @@ use std::time::Instant;
 const T: u64 = 1_700_000_000;
 const LEEWAY: Duration = Duration::from_secs(30);
 const LIFETIME: Duration = Duration::from_secs(3600);
-const WM_TTL: u64 = 3630;
+/// A watermark lives `max_token_lifetime + 2 * leeway + 1` past itself.
+const WM_TTL: u64 = 3661;
 
 fn cfg(path: Option<&Path>, capacity: u64) -> RevocationConfig {
     RevocationConfig {
@@ -33,8 +34,7 @@ async fn open(
     let m = metrics();
     let r = Revocations::open_with_clock(
         &cfg(path, capacity),
-        LEEWAY,
-        LIFETIME,
+        Policy::new(LEEWAY, LIFETIME),
         Arc::clone(&m),
         clock.clone(),
     )
@@ -278,8 +278,7 @@ async fn dropped_without_close_loses_nothing_acknowledged() {
     let r = loop {
         match Revocations::open_with_clock(
             &cfg(Some(&dir.0), 100),
-            LEEWAY,
-            LIFETIME,
+            Policy::new(LEEWAY, LIFETIME),
             metrics(),
             clock.clone(),
         )
@@ -381,7 +380,7 @@ async fn redis_store_with_unusable_url_is_an_open_error() {
     let mut c = cfg(None, 10);
     c.store = StoreKind::Redis;
     c.redis_url = Some("redis://".into());
-    let r = Revocations::open(&c, LEEWAY, LIFETIME, metrics()).await;
+    let r = Revocations::open(&c, Policy::new(LEEWAY, LIFETIME), metrics()).await;
     assert!(matches!(r, Err(StoreOpenError::Redis(_))), "{:?}", r.err());
 }
 
@@ -391,10 +390,175 @@ async fn unusable_path_is_an_open_error() {
     std::fs::create_dir_all(&dir.0).expect("mkdir");
     let file = dir.0.join("not-a-dir");
     std::fs::write(&file, b"x").expect("write");
-    let r = Revocations::open(&cfg(Some(&file), 10), LEEWAY, LIFETIME, metrics()).await;
+    let r = Revocations::open(
+        &cfg(Some(&file), 10),
+        Policy::new(LEEWAY, LIFETIME),
+        metrics(),
+    )
+    .await;
     assert!(
         matches!(r, Err(StoreOpenError::CreateDir { .. })),
         "{:?}",
         r.err()
     );
+}
+
+/// A verified token's claims, as verification would build them.
+fn claims(token: &str, jti: Option<&str>, sub: &str, iat: Option<u64>, exp: u64) -> Claims {
+    Claims {
+        sub: Some(sub.into()),
+        jti: jti.map(Into::into),
+        exp,
+        nbf: None,
+        iat,
+        scopes: Vec::new(),
+        revocation: TokenKeys::for_token(jti, token),
+        fingerprint: None,
+        raw: serde_json::Map::new(),
+    }
+}
+
+/// Revoking a token without `jti` records its signing input: the same
+/// token with any other signature bytes is refused too, and only one entry
+/// is written (no legacy key with a local store).
+#[tokio::test]
+async fn revoke_token_keys_a_token_without_jti_by_its_signing_input() {
+    let clock = Arc::new(ManualClock::new(T));
+    let (r, _) = open(None, 100, &clock).await;
+    let c = claims("aGVhZA.cGF5bG9hZA.c2lnMQ", None, "alice", Some(T), T + 60);
+    let twin = claims("aGVhZA.cGF5bG9hZA.c2lnMg", None, "alice", Some(T), T + 60);
+    assert!(!r.check(&twin));
+    assert_eq!(r.revoke_token(&c, Via::Logout).await, Ok(T + 60 + 30 + 1));
+    assert!(r.check(&c));
+    assert!(r.check(&twin));
+    r.run_pending_tasks();
+    assert_eq!(r.len(), 1);
+}
+
+/// `revoke_jti` refuses what can never be stored, as a 400 would.
+#[tokio::test]
+async fn revoke_jti_refuses_an_empty_jti_and_a_past_expiry() {
+    let clock = Arc::new(ManualClock::new(T));
+    let (r, _) = open(None, 100, &clock).await;
+    assert!(matches!(
+        r.revoke_jti("", T + 60, Via::Admin).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        r.revoke_jti("j", T, Via::Admin).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(r.revoke_jti("j", T + 60, Via::Admin).await, Ok(()));
+    assert_eq!(r.jti_expiry("j"), Some(T + 60));
+    assert_eq!(r.lift_jti("j", Via::Admin).await, Ok(true));
+    assert_eq!(r.jti_expiry("j"), None);
+}
+
+/// Pins issue 11: a logout-all must hold for the whole life of every token
+/// it covers: any `iat` up to the watermark (an issuer up to `leeway`
+/// ahead included), the longest lifetime verification accepts, every
+/// second until the token is refused as expired; and tokens without `iat`
+/// that were acceptable at the logout-all.
+#[tokio::test]
+async fn logout_all_outlives_every_token_it_covers() {
+    let clock = Arc::new(ManualClock::new(T));
+    let (r, _) = open(None, 100, &clock).await;
+    let policy = *r.policy();
+    let before = r.watermark_subject("alice", Via::Logout).await.expect("wm");
+    assert_eq!(before, T + 30, "the watermark covers an issuer 30 s ahead");
+    let longest = LIFETIME.as_secs() + 30;
+    let mut tokens: Vec<Claims> = [T - longest, T - 1, T, T + 25, T + 30]
+        .iter()
+        .map(|&iat| claims("h.p.s", None, "alice", Some(iat), iat + longest))
+        .collect();
+    tokens.push(claims("h.p.s", None, "alice", None, T + longest));
+    for c in &tokens {
+        assert!(policy.lifetime_ok(c.exp, c.iat, T), "{c:?} is acceptable");
+        // Every second the token could be accepted (now <= exp + leeway).
+        for now in T..=c.exp + 30 {
+            clock.set(now);
+            assert!(r.check(c), "{:?} accepted again at T+{}", c.iat, now - T);
+        }
+    }
+    clock.set(T + 31);
+    let after = claims("h.p.s", None, "alice", Some(T + 31), T + 600);
+    assert!(
+        !r.check(&after),
+        "a token issued after the watermark passes"
+    );
+}
+
+/// Revocations the previous build wrote (whole-token keys, here through the
+/// store API) keep refusing their tokens after a restart with this build;
+/// the legacy key stops being checked once the window ends, the later of
+/// `horizon(start)` and the entries' own expiry.
+#[tokio::test]
+async fn legacy_keys_are_checked_until_the_window_closes() {
+    let clock = Arc::new(ManualClock::new(T));
+    let dir = TempDir::new("legacy");
+    let token = "aGVhZA.cGF5bG9hZA.c2lnMQ";
+    let legacy = RevocationKey::legacy_from_token(token);
+    let c = claims(token, None, "alice", Some(T), T + 60);
+    let policy = Policy::new(LEEWAY, LIFETIME);
+    let (r, _) = open(Some(&dir.0), 100, &clock).await;
+    // As the previous build wrote it: the whole token's digest.
+    r.revoke(legacy, T + 91).await.expect("legacy revoke");
+    r.close().await;
+    drop(r);
+
+    let (r, _) = reopen(&dir, &clock).await;
+    assert_eq!(r.legacy_window(), (policy.horizon(T), true));
+    assert!(
+        r.check(&c),
+        "a revocation stored by the previous build holds"
+    );
+    // A legacy entry living past the window (written after start, e.g. by
+    // hand here) is ignored once the window has closed.
+    r.revoke(legacy, policy.horizon(T) + 100)
+        .await
+        .expect("long");
+    clock.set(policy.horizon(T) - 1);
+    r.housekeeping_tick(1);
+    assert!(r.check(&c));
+    clock.set(policy.horizon(T));
+    r.housekeeping_tick(2);
+    assert_eq!(r.legacy_window(), (policy.horizon(T), false));
+    assert!(r.get(legacy).is_some());
+    assert!(!r.check(&c), "the window is closed");
+    r.close().await;
+    drop(r);
+
+    // Started again at T, the window reaches the stored entry's own expiry.
+    clock.set(T);
+    let (r, _) = reopen(&dir, &clock).await;
+    assert_eq!(
+        r.legacy_window(),
+        (policy.horizon(T) + 100, true),
+        "bounded by the longest-lived stored entry"
+    );
+    assert!(r.check(&c));
+    r.close().await;
+}
+
+/// Opens `dir` again once the previous handle's writer thread has let go.
+async fn reopen(dir: &TempDir, clock: &Arc<ManualClock>) -> (Arc<Revocations>, Arc<Metrics>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics();
+        match Revocations::open_with_clock(
+            &cfg(Some(&dir.0), 100),
+            Policy::new(LEEWAY, LIFETIME),
+            Arc::clone(&m),
+            clock.clone(),
+        )
+        .await
+        {
+            Ok(r) => return (r, m),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    }
 }

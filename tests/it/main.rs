@@ -10,4 +10,5 @@ mod proxy;
 mod reload;
 mod replicas;
 mod revocation;
+mod revocation_policy;
 mod support;

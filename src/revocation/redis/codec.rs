@@ -12,7 +12,7 @@
 //! on anything unexpected (wrong digits, out-of-range times, bad hex, empty or
 //! non-UTF-8 `sub`), and the caller counts and skips it.
 
-use super::RemoteRecord;
+use super::Record;
 use crate::revocation::RevocationKey;
 use std::fmt;
 
@@ -35,11 +35,11 @@ pub const MAX_UNIX: u64 = 16_725_225_600;
 pub const MAX_SUB_LEN: usize = 4096;
 
 /// The Redis key under which a record's current state is kept.
-pub fn key_for(prefix: &str, record: &RemoteRecord) -> String {
+pub fn key_for(prefix: &str, record: &Record) -> String {
     match record {
-        RemoteRecord::Revoke { key, .. } => format!("{prefix}{REV}{key}"),
-        RemoteRecord::Watermark { sub, .. } => format!("{prefix}{WM}{sub}"),
-        RemoteRecord::Lift { key } => format!("{prefix}{LIFT}{key}"),
+        Record::Revoke { key, .. } => format!("{prefix}{REV}{key}"),
+        Record::Watermark { sub, .. } => format!("{prefix}{WM}{sub}"),
+        Record::Lift { key } => format!("{prefix}{LIFT}{key}"),
     }
 }
 
@@ -131,22 +131,18 @@ pub(crate) fn classify<'a>(prefix: &str, key: &'a [u8]) -> KeyKind<'a> {
 
 /// Parses a keyspace entry (key found by SCAN, its value) into a record.
 /// `Ok(None)`: not a record key (ignored). `Err(())`: malformed.
-pub(crate) fn parse_keyspace(
-    prefix: &str,
-    key: &[u8],
-    value: &[u8],
-) -> Result<Option<RemoteRecord>, ()> {
+pub(crate) fn parse_keyspace(prefix: &str, key: &[u8], value: &[u8]) -> Result<Option<Record>, ()> {
     match classify(prefix, key) {
         KeyKind::Rev(k) => {
             let key = parse_key(k).ok_or(())?;
             let expires_at = parse_unix(value).ok_or(())?;
-            Ok(Some(RemoteRecord::Revoke { key, expires_at }))
+            Ok(Some(Record::Revoke { key, expires_at }))
         }
         KeyKind::Wm(s) => {
             let sub = parse_sub(s).ok_or(())?;
             let (at, expires_at) = parse_watermark_value(value).ok_or(())?;
-            Ok(Some(RemoteRecord::Watermark {
-                sub,
+            Ok(Some(Record::Watermark {
+                sub: sub.into(),
                 at,
                 expires_at,
             }))
@@ -154,7 +150,7 @@ pub(crate) fn parse_keyspace(
         KeyKind::Lift(k) => {
             let key = parse_key(k).ok_or(())?;
             parse_unix(value).ok_or(())?;
-            Ok(Some(RemoteRecord::Lift { key }))
+            Ok(Some(Record::Lift { key }))
         }
         KeyKind::Other => Ok(None),
     }
@@ -173,7 +169,7 @@ fn parse_watermark_value(value: &[u8]) -> Option<(u64, u64)> {
 /// required field, or an unknown type, makes it malformed (`None`).
 pub(crate) fn parse_log_entry<'a>(
     fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Option<RemoteRecord> {
+) -> Option<Record> {
     let (mut t, mut k, mut s, mut a, mut e) = (None, None, None, None, None);
     for (name, value) in fields {
         match name {
@@ -186,16 +182,16 @@ pub(crate) fn parse_log_entry<'a>(
         }
     }
     match t? {
-        b"r" => Some(RemoteRecord::Revoke {
+        b"r" => Some(Record::Revoke {
             key: parse_key(k?)?,
             expires_at: parse_unix(e?)?,
         }),
-        b"w" => Some(RemoteRecord::Watermark {
-            sub: parse_sub(s?)?,
+        b"w" => Some(Record::Watermark {
+            sub: parse_sub(s?)?.into(),
             at: parse_unix(a?)?,
             expires_at: parse_unix(e?)?,
         }),
-        b"l" => Some(RemoteRecord::Lift {
+        b"l" => Some(Record::Lift {
             key: parse_key(k?)?,
         }),
         _ => None,
@@ -226,19 +222,19 @@ mod tests {
     #[test]
     fn keys_are_prefixed_by_kind() {
         let k = key();
-        let r = RemoteRecord::Revoke {
+        let r = Record::Revoke {
             key: k,
             expires_at: 5,
         };
         assert_eq!(key_for("p:", &r), format!("p:rev:{k}"));
-        let w = RemoteRecord::Watermark {
+        let w = Record::Watermark {
             sub: "alice".into(),
             at: 1,
             expires_at: 2,
         };
         assert_eq!(key_for("p:", &w), "p:wm:alice");
         assert_eq!(
-            key_for("p:", &RemoteRecord::Lift { key: k }),
+            key_for("p:", &Record::Lift { key: k }),
             format!("p:lift:{k}")
         );
     }
@@ -249,14 +245,14 @@ mod tests {
         let rev = format!("p:rev:{k}");
         assert_eq!(
             parse_keyspace("p:", rev.as_bytes(), b"1700000000"),
-            Ok(Some(RemoteRecord::Revoke {
+            Ok(Some(Record::Revoke {
                 key: k,
                 expires_at: 1_700_000_000
             }))
         );
         assert_eq!(
             parse_keyspace("p:", b"p:wm:bob", b"10 20"),
-            Ok(Some(RemoteRecord::Watermark {
+            Ok(Some(Record::Watermark {
                 sub: "bob".into(),
                 at: 10,
                 expires_at: 20
@@ -265,7 +261,7 @@ mod tests {
         let lift = format!("p:lift:{k}");
         assert_eq!(
             parse_keyspace("p:", lift.as_bytes(), b"20"),
-            Ok(Some(RemoteRecord::Lift { key: k }))
+            Ok(Some(Record::Lift { key: k }))
         );
         assert_eq!(parse_keyspace("p:", b"p:epoch", b"x"), Ok(None));
         assert_eq!(parse_keyspace("p:", b"other", b"x"), Ok(None));
@@ -305,23 +301,20 @@ mod tests {
         };
         assert_eq!(
             e(&[("t", "r"), ("k", &hex), ("e", "9"), ("x", "ignored")]),
-            Some(RemoteRecord::Revoke {
+            Some(Record::Revoke {
                 key: k,
                 expires_at: 9
             })
         );
         assert_eq!(
             e(&[("t", "w"), ("s", "ann"), ("a", "3"), ("e", "9")]),
-            Some(RemoteRecord::Watermark {
+            Some(Record::Watermark {
                 sub: "ann".into(),
                 at: 3,
                 expires_at: 9
             })
         );
-        assert_eq!(
-            e(&[("t", "l"), ("k", &hex)]),
-            Some(RemoteRecord::Lift { key: k })
-        );
+        assert_eq!(e(&[("t", "l"), ("k", &hex)]), Some(Record::Lift { key: k }));
         assert_eq!(e(&[("t", "r"), ("k", &hex)]), None);
         assert_eq!(e(&[("t", "z"), ("k", &hex)]), None);
         assert_eq!(e(&[("k", &hex)]), None);

@@ -2,8 +2,7 @@
 //! change log; on any error go `Down`, back off, and start over.
 
 use super::codec::{self, parse_keyspace, parse_log_entry, StreamId, EPOCH, LOG};
-use super::writer::unix_now;
-use super::{RedisStore, RemoteRecord, SyncState};
+use super::{Record, RedisStore, SyncState};
 use crate::telemetry::metrics::Counter;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult, Value};
@@ -14,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-type Apply = Arc<dyn Fn(RemoteRecord) + Send + Sync>;
+type Apply = Arc<dyn Fn(Record) + Send + Sync>;
 
 /// Where this replica is in the shared history.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -251,7 +250,7 @@ impl Follower {
     async fn full_resync(&self, conn: &mut MultiplexedConnection) -> Result<(), Failure> {
         let pattern = codec::scan_pattern(&self.store.prefix);
         let batch = self.store.options.batch.max(1);
-        let now = unix_now();
+        let now = self.store.options.clock.now();
         let mut cursor: u64 = 0;
         let mut malformed = 0u64;
         loop {
@@ -324,7 +323,7 @@ impl Follower {
             _ => return Err(protocol().into()),
         };
         let entries = entries(list).ok_or_else(protocol)?;
-        let now = unix_now();
+        let now = self.store.options.clock.now();
         for (id, fields) in &entries {
             let id = StreamId::parse(id).ok_or_else(protocol)?;
             match fields
@@ -339,7 +338,7 @@ impl Follower {
         Ok(entries.len())
     }
 
-    fn deliver(&self, record: RemoteRecord, now: u64) {
+    fn deliver(&self, record: Record, now: u64) {
         if record.expires_at().is_some_and(|e| e <= now) {
             return;
         }

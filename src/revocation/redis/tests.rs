@@ -4,6 +4,7 @@
 
 use super::testing::{wait_until, RedisServer};
 use super::*;
+use crate::revocation::RevocationKey;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -23,25 +24,25 @@ struct Model {
 struct Replica(Arc<Mutex<Model>>);
 
 impl Replica {
-    fn apply_fn(&self) -> Arc<dyn Fn(RemoteRecord) + Send + Sync> {
+    fn apply_fn(&self) -> Arc<dyn Fn(Record) + Send + Sync> {
         let model = self.0.clone();
         Arc::new(move |record| {
             let mut m = model.lock().expect("test value");
             m.applied += 1;
             match record {
-                RemoteRecord::Revoke { key, expires_at } => {
+                Record::Revoke { key, expires_at } => {
                     let e = m.revoked.entry(key).or_insert(0);
                     *e = (*e).max(expires_at);
                 }
-                RemoteRecord::Watermark {
+                Record::Watermark {
                     sub,
                     at,
                     expires_at,
                 } => {
-                    let e = m.watermarks.entry(sub).or_insert((0, 0));
+                    let e = m.watermarks.entry(sub.into()).or_insert((0, 0));
                     *e = (e.0.max(at), e.1.max(expires_at));
                 }
-                RemoteRecord::Lift { key } => {
+                Record::Lift { key } => {
                     m.revoked.remove(&key);
                 }
             }
@@ -69,14 +70,14 @@ fn metrics() -> Arc<Metrics> {
 }
 
 fn later(secs: u64) -> u64 {
-    writer::unix_now() + secs
+    crate::revocation::Clock::now(&crate::revocation::SystemClock) + secs
 }
 
-fn revoke(jti: &str) -> (RevocationKey, RemoteRecord) {
+fn revoke(jti: &str) -> (RevocationKey, Record) {
     let key = RevocationKey::from_jti(jti);
     (
         key,
-        RemoteRecord::Revoke {
+        Record::Revoke {
             key,
             expires_at: later(600),
         },
@@ -119,7 +120,7 @@ async fn revoke_watermark_and_lift_propagate() {
     assert!(wait_until(WAIT, || on_b.revoked(k1)).await, "revoke");
 
     let exp = later(3600);
-    a.persist(&RemoteRecord::Watermark {
+    a.persist(&Record::Watermark {
         sub: "alice".into(),
         at: 1000,
         expires_at: exp,
@@ -131,7 +132,7 @@ async fn revoke_watermark_and_lift_propagate() {
         "watermark"
     );
 
-    a.persist(&RemoteRecord::Lift { key: k1 })
+    a.persist(&Record::Lift { key: k1 })
         .await
         .expect("test value");
     assert!(wait_until(WAIT, || !on_b.revoked(k1)).await, "lift");
@@ -167,7 +168,7 @@ async fn a_late_replica_sees_everything() {
         a.persist(&r).await.expect("test value");
         keys.push(k);
     }
-    a.persist(&RemoteRecord::Watermark {
+    a.persist(&Record::Watermark {
         sub: "bob".into(),
         at: 7,
         expires_at: later(100),
@@ -177,7 +178,7 @@ async fn a_late_replica_sees_everything() {
     // The lifted key is revoked on a replica that never saw the lift (as
     // after a restart from its own durable store): the tombstone lifts it.
     let lifted = keys[0];
-    a.persist(&RemoteRecord::Lift { key: lifted })
+    a.persist(&Record::Lift { key: lifted })
         .await
         .expect("test value");
 
@@ -329,7 +330,7 @@ async fn a_cut_off_replica_catches_up_from_the_log() {
         a.persist(&r).await.expect("test value");
         missed.push(k);
     }
-    a.persist(&RemoteRecord::Lift { key: k0 })
+    a.persist(&Record::Lift { key: k0 })
         .await
         .expect("test value");
     assert!(
@@ -524,17 +525,17 @@ async fn invalid_records_are_refused_before_any_io() {
         .expect("test value");
     let long = "x".repeat(MAX_SUB_LEN + 1);
     for record in [
-        RemoteRecord::Watermark {
-            sub: String::new(),
+        Record::Watermark {
+            sub: "".into(),
             at: 1,
             expires_at: later(5),
         },
-        RemoteRecord::Watermark {
-            sub: long,
+        Record::Watermark {
+            sub: long.into(),
             at: 1,
             expires_at: later(5),
         },
-        RemoteRecord::Revoke {
+        Record::Revoke {
             key: RevocationKey(1),
             expires_at: MAX_UNIX + 1,
         },
@@ -545,7 +546,7 @@ async fn invalid_records_are_refused_before_any_io() {
         ));
     }
     // Already expired: nothing to store, acknowledged without I/O.
-    s.persist(&RemoteRecord::Revoke {
+    s.persist(&Record::Revoke {
         key: RevocationKey(1),
         expires_at: 5,
     })
@@ -565,7 +566,7 @@ async fn writes_during_a_full_resync_are_not_lost() {
         .map(|i| RevocationKey::from_jti(&format!("busy-{i}")))
         .collect();
     for k in &keys[..3000] {
-        a.persist(&RemoteRecord::Revoke {
+        a.persist(&Record::Revoke {
             key: *k,
             expires_at: later(600),
         })
@@ -577,7 +578,7 @@ async fn writes_during_a_full_resync_are_not_lost() {
         let rest = keys[3000..].to_vec();
         tokio::spawn(async move {
             for k in rest {
-                a.persist(&RemoteRecord::Revoke {
+                a.persist(&Record::Revoke {
                     key: k,
                     expires_at: later(600),
                 })

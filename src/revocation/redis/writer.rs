@@ -9,7 +9,7 @@
 //! microseconds rather than a connect timeout per request.
 
 use super::codec::{LIFT, LOG, REV, WM};
-use super::{RedisError, RedisOptions, RemoteRecord};
+use super::{Record, RedisError, RedisOptions};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Script};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,13 +72,6 @@ redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[3], '*', 't', 'l', 'k', ARGV[1])
 redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[4])
 return 1
 "#;
-
-/// Seconds since the UNIX epoch.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// The shared write connection and the scripts.
 pub(crate) struct Writer {
@@ -184,7 +177,7 @@ impl Writer {
     pub(crate) async fn persist(
         &self,
         prefix: &str,
-        record: &RemoteRecord,
+        record: &Record,
         options: &RedisOptions,
     ) -> Result<(), RedisError> {
         let now_ms = SystemTime::now()
@@ -194,24 +187,24 @@ impl Writer {
         let maxlen = options.log_max_len;
         let log = format!("{prefix}{LOG}");
         let mut invocation = match record {
-            RemoteRecord::Revoke { key, expires_at } => {
+            Record::Revoke { key, expires_at } => {
                 let mut i = self.revoke.key(format!("{prefix}{REV}{key}"));
                 i.key(format!("{prefix}{LIFT}{key}")).key(&log);
                 i.arg(key.to_string()).arg(*expires_at);
                 i
             }
-            RemoteRecord::Watermark {
+            Record::Watermark {
                 sub,
                 at,
                 expires_at,
             } => {
                 let mut i = self.watermark.key(format!("{prefix}{WM}{sub}"));
                 i.key(&log);
-                i.arg(sub.as_str()).arg(*at).arg(*expires_at);
+                i.arg(&**sub).arg(*at).arg(*expires_at);
                 i
             }
-            RemoteRecord::Lift { key } => {
-                let fallback = unix_now() + options.tombstone_ttl.as_secs().max(1);
+            Record::Lift { key } => {
+                let fallback = options.clock.now() + options.tombstone_ttl.as_secs().max(1);
                 let mut i = self.lift.key(format!("{prefix}{REV}{key}"));
                 i.key(format!("{prefix}{LIFT}{key}")).key(&log);
                 i.arg(key.to_string()).arg(fallback);
