@@ -1,6 +1,8 @@
 //! The per-request revocation check, `Revocations::is_revoked`, with 0, 100k
 //! and 1M live revocations: a hit, a miss, and a miss whose subject is looked
-//! up among 1,000 logout-all watermarks of other subjects.
+//! up among 1,000 logout-all watermarks of other subjects; `miss_no_jti` is
+//! a miss for a token without `jti` while the legacy-key window is open (its
+//! signing-input key and its whole-token key are both probed).
 //!
 //! `cargo bench --bench revocation -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -12,7 +14,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use revgate::config::{OnStoreDown, RevocationConfig, StoreKind};
-use revgate::revocation::{Policy, RevocationKey, Revocations};
+use revgate::revocation::{Policy, RevocationKey, Revocations, TokenKeys};
 use revgate::telemetry::metrics::Metrics;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -105,6 +107,17 @@ fn bench(c: &mut Criterion) {
                     Some(black_box("alice@example.com")),
                     Some(1),
                 ))
+            })
+        });
+        let mut l = 0usize;
+        group.bench_function(format!("miss_no_jti/{n}"), |b| {
+            b.iter(|| {
+                l = (l + 1) & (PROBES - 1);
+                let keys = TokenKeys {
+                    key: misses[l],
+                    legacy: Some(misses[(l + 1) & (PROBES - 1)]),
+                };
+                black_box(r.is_revoked(black_box(keys), None, None))
             })
         });
         let subs: Vec<String> = (0..1024)

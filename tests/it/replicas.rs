@@ -337,3 +337,65 @@ async fn a_replica_is_not_ready_before_its_first_catch_up() {
     let got = get_with(&gw.url("/api/x"), &token("zed", "orders:read")).await;
     assert_eq!(got.status, StatusCode::SERVICE_UNAVAILABLE, "{}", got.body);
 }
+
+/// A rolling upgrade over Redis, both ways round: a replica of the previous
+/// build keys a token without `jti` by the whole token. Its revocation (made
+/// here through the store API under that legacy key) is refused by a replica
+/// of this build; and this build's logout of such a token is written under
+/// the legacy key too, so the previous build's replicas refuse it as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_upgrade_honours_whole_token_keys_both_ways() {
+    use revgate::revocation::redis::RedisStore;
+    use revgate::revocation::{Record, RevocationKey};
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let up = Upstream::echo("up").await;
+    let new = replica(&up, &redis.url(), "deny").await;
+    let metrics = Arc::new(revgate::telemetry::Metrics::new(Vec::new()));
+    let old = RedisStore::connect(&redis.url(), "revgate:", metrics)
+        .await
+        .expect("connect");
+    let seen: Arc<Mutex<HashSet<RevocationKey>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let _state = old.spawn_follower(Arc::new(move |record| {
+        if let Record::Revoke { key, .. } = record {
+            log.lock().expect("lock").insert(key);
+        }
+    }));
+    let no_jti = |sub: &str| {
+        hs256(&json!({"sub": sub, "scope": "orders:read", "iat": now(), "exp": now() + 600}))
+    };
+
+    // Old -> new: the previous build's whole-token key is honoured.
+    let by_old = no_jti("old-build-user");
+    assert_eq!(
+        get_with(&new.url("/api/x"), &by_old).await.status,
+        StatusCode::OK
+    );
+    old.persist(&Record::Revoke {
+        key: RevocationKey::legacy_from_token(&by_old),
+        expires_at: now() + 601,
+    })
+    .await
+    .expect("legacy revoke");
+    wait_status(&new, &by_old, StatusCode::UNAUTHORIZED).await;
+
+    // New -> old: the logout is also written under the whole-token key.
+    let by_new = no_jti("new-build-user");
+    let got = post_with(&new.url("/auth/logout"), &by_new).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    let legacy = RevocationKey::legacy_from_token(&by_new);
+    eventually(
+        "the old build sees the whole-token key",
+        PROPAGATION,
+        || {
+            let seen = Arc::clone(&seen);
+            async move { seen.lock().expect("lock").contains(&legacy) }
+        },
+    )
+    .await;
+    old.shutdown();
+}
