@@ -16,7 +16,7 @@
 //! | [`endpoints`] | logout, logout-all and RFC 7009 revoke on the main listener |
 //! | [`admin`] | the admin listener: health, readiness, metrics, admin API |
 //! | [`admin_client`] | `revgate revoke`: the operator client of the admin API |
-//! | [`revocation`] | the blocklist: keys, in-memory cache, durable and shared stores |
+//! | [`revocation`] | the revocation policy's one owner: keys, expiries, blocklist, durable and shared stores, store health |
 //! | [`cli`], [`demo`], [`echo`] | the command line, `revgate demo` and its echo upstream |
 //! | [`telemetry`] | logging setup and Prometheus metrics |
 
