@@ -34,6 +34,7 @@ mod tests;
 mod verify;
 
 pub use claims::Claims;
+pub use extract::{Credential, MAX_SOURCES};
 pub use jwks::{
     JWKS_FETCH_TIMEOUT, JWKS_MAX_BYTES, JWKS_MIN_REFETCH_INTERVAL, JWKS_REFRESH_INTERVAL,
 };
@@ -158,7 +159,31 @@ impl Authenticator {
         headers: &'a HeaderMap,
         uri: &'a Uri,
     ) -> Result<Option<Cow<'a, str>>, Reject> {
+        Ok(self.credential(headers, uri)?.map(|c| c.token))
+    }
+
+    /// The request's one credential: the token, the source it came from
+    /// and every source that held it. Different tokens in two sources are a
+    /// 400 `invalid_request`.
+    pub fn credential<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        uri: &'a Uri,
+    ) -> Result<Option<Credential<'a>>, Reject> {
         extract::extract(&self.sources, headers, uri)
+    }
+
+    /// Removes every token source but `used` that held the credential
+    /// (`present`, from [`Authenticator::credential`]) from the request
+    /// sent upstream; the new target when the query changed.
+    pub fn strip_unused_sources(
+        &self,
+        used: usize,
+        present: u16,
+        headers: &mut HeaderMap,
+        uri: &Uri,
+    ) -> Result<Option<Uri>, Reject> {
+        extract::strip_unused(&self.sources, used, present, headers, uri)
     }
 
     /// Verifies `token` per SPEC §3.5 — structure and base64, `alg` allowed

@@ -36,6 +36,13 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// A client must send its whole header section within this time; stops
 /// slowloris-style clients from pinning connections.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keep-alive connection with no request in flight is closed after this
+/// long (nginx's `keepalive_timeout` is 75 s; most clients give up sooner).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait between two reads of a request body: a body trickled slower
+/// than this holds a client and an upstream connection for nothing (nginx's
+/// `client_body_timeout` is 60 s).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections served at once; further clients wait in the kernel's accept
 /// backlog. Each connection costs a few KiB, so 10k is about 100 MiB at most.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -173,8 +180,15 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Drain time on shutdown.
     pub shutdown_grace: Duration,
-    /// Deadline for receiving a request's header section.
+    /// Deadline for receiving a request's header section, from accept and
+    /// from the end of the previous response.
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// Longest wait between two reads of a request body.
+    pub body_read_timeout: Duration,
+    /// What to do with client header names containing `_`.
+    pub underscores_in_headers: Underscores,
     /// Concurrent client connections.
     pub max_connections: usize,
     /// Tokio worker threads; 0 means one per core.
@@ -183,6 +197,20 @@ pub struct ServerConfig {
     pub upstream_idle_per_host: usize,
     /// How long an idle pooled upstream connection is kept.
     pub upstream_idle_timeout: Duration,
+}
+
+/// `server.underscores_in_headers`: client header names with `_`, which a
+/// CGI/WSGI upstream cannot tell from their `-` twin (`X_Auth_Subject` and
+/// `X-Auth-Subject` both become `HTTP_X_AUTH_SUBJECT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Underscores {
+    /// Removed before forwarding (nginx's `underscores_in_headers off`,
+    /// Envoy's `headers_with_underscores_action = DROP_HEADER`).
+    Drop,
+    /// The request is refused with 400.
+    Reject,
+    /// Forwarded as sent.
+    Allow,
 }
 
 /// `[admin]`, typed.
@@ -554,8 +582,39 @@ fn server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             "must be more than 0",
         ));
     }
+    let positive = |key: &str, value: Option<String>, default: Duration| {
+        let d = duration(key, value, default)?;
+        if d.is_zero() {
+            return Err(ConfigError::invalid(key, "must be more than 0"));
+        }
+        Ok(d)
+    };
+    let idle_timeout = positive(
+        "server.idle_timeout",
+        raw.idle_timeout,
+        DEFAULT_IDLE_TIMEOUT,
+    )?;
+    let body_read_timeout = positive(
+        "server.body_read_timeout",
+        raw.body_read_timeout,
+        DEFAULT_BODY_READ_TIMEOUT,
+    )?;
+    let underscores_in_headers = match raw.underscores_in_headers.as_deref().unwrap_or("drop") {
+        "drop" => Underscores::Drop,
+        "reject" => Underscores::Reject,
+        "allow" => Underscores::Allow,
+        other => {
+            return Err(ConfigError::invalid(
+                "server.underscores_in_headers",
+                format!("{other:?} is not a mode; use \"drop\", \"reject\" or \"allow\""),
+            ))
+        }
+    };
     Ok(ServerConfig {
         listen: socket_addr("server.listen", raw.listen, DEFAULT_LISTEN)?,
+        idle_timeout,
+        body_read_timeout,
+        underscores_in_headers,
         request_timeout,
         max_header_bytes: bounded(
             "server.max_header_bytes",
@@ -822,6 +881,16 @@ fn jwt(raw: RawJwt, secrets: Secrets) -> Result<JwtConfig, ConfigError> {
             "is empty; e.g. [\"header:authorization\"]",
         ));
     }
+    if source_names.len() > crate::auth::MAX_SOURCES {
+        return Err(ConfigError::invalid(
+            "jwt.sources",
+            format!(
+                "lists {} sources; at most {} are allowed",
+                source_names.len(),
+                crate::auth::MAX_SOURCES
+            ),
+        ));
+    }
     let sources = source_names
         .iter()
         .map(|s| token_source(s))
@@ -1018,6 +1087,23 @@ fn route(i: usize, raw: RawRoute, server: &ServerConfig) -> Result<RouteConfig, 
             format!("{prefix:?} must be a path starting with '/'"),
         ));
     }
+    // Requests are routed by their normalised path, so a prefix in any
+    // other form could never match.
+    match crate::path::normalize(&prefix) {
+        Ok(std::borrow::Cow::Borrowed(_)) => {}
+        Ok(std::borrow::Cow::Owned(normal)) => {
+            return Err(ConfigError::invalid(
+                key("prefix"),
+                format!("{prefix:?} is not in normal form; write {normal:?}"),
+            ))
+        }
+        Err(why) => {
+            return Err(ConfigError::invalid(
+                key("prefix"),
+                format!("{prefix:?}: {why}"),
+            ))
+        }
+    }
     let upstream_str = raw.upstream.ok_or_else(|| {
         ConfigError::invalid(
             key("upstream"),
@@ -1054,6 +1140,14 @@ fn route(i: usize, raw: RawRoute, server: &ServerConfig) -> Result<RouteConfig, 
                 format!("{header:?} (for claim {claim:?}) is not a valid header name"),
             )
         })?;
+        if name.as_str().contains('_') {
+            return Err(ConfigError::invalid(
+                key("forward_claims"),
+                format!(
+                    "{header:?} (for claim {claim:?}) contains '_': CGI/WSGI upstreams read it like its '-' twin, and client headers with '_' are dropped; use '-'"
+                ),
+            ));
+        }
         if RESERVED_CLAIM_HEADERS.contains(&name.as_str()) {
             return Err(ConfigError::invalid(
                 key("forward_claims"),

@@ -32,6 +32,21 @@ pub struct Endpoints {
     revocations: Arc<Revocations>,
 }
 
+/// The `token` of an RFC 7009 form. Missing or empty is a 400, and so is a
+/// repeated one: which of two tokens was meant is not ours to guess.
+pub fn revoke_form_token(body: &[u8]) -> Result<String, Reject> {
+    let mut tokens = form_urlencoded::parse(body).filter(|(k, _)| k == "token");
+    let token = tokens
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .filter(|t| !t.is_empty())
+        .ok_or(Reject::BadBody("the token parameter is required"))?;
+    if tokens.next().is_some() {
+        return Err(Reject::BadBody("the token parameter is repeated"));
+    }
+    Ok(token)
+}
+
 impl Endpoints {
     /// Builds the endpoints from their configured paths.
     pub fn new(
@@ -112,11 +127,7 @@ impl Endpoints {
             .await
             .map_err(|_| Reject::BadBody("body too large or unreadable"))?
             .to_bytes();
-        let token = form_urlencoded::parse(&body)
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-            .filter(|t| !t.is_empty())
-            .ok_or(Reject::BadBody("the token parameter is required"))?;
+        let token = revoke_form_token(&body)?;
         match self.auth.verify(&token).await {
             Ok(claims) => {
                 self.revocations.revoke_token(&claims, Via::Rfc7009).await?;

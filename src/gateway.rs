@@ -1,11 +1,16 @@
 //! The request path, as named phases over one request:
 //! route -> extract -> verify -> check revocation -> authorize scopes ->
 //! forward -> log.
+//!
+//! Before any of them, `view` makes the request one unambiguous view (path,
+//! `Host`, header names) that routing, auth and the upstream all share.
+
+mod view;
 
 use crate::auth::{Authenticator, Claims};
 use crate::body::GatewayBody;
 use crate::body::PendingLog;
-use crate::config::{AuthMode, Config, OnStoreDown};
+use crate::config::{AuthMode, Config, OnStoreDown, Underscores};
 use crate::endpoints::Endpoints;
 use crate::proxy::Proxy;
 use crate::response::Reject;
@@ -17,7 +22,7 @@ use crate::telemetry::metrics::RouteSlots;
 use crate::telemetry::{Metrics, Outcome};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, AUTHORIZATION};
-use hyper::{Request, Response, Uri};
+use hyper::{Request, Response};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -53,6 +58,8 @@ pub struct Gateway {
     on_store_down: OnStoreDown,
     /// `None` when `[access_log]` is off.
     access_log: Option<AccessLog>,
+    /// `server.underscores_in_headers`.
+    underscores: Underscores,
 }
 
 impl Gateway {
@@ -81,6 +88,7 @@ impl Gateway {
             endpoints,
             on_store_down: config.revocation.on_store_down,
             access_log,
+            underscores: config.server.underscores_in_headers,
         }
     }
 
@@ -157,11 +165,15 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Response<GatewayBody>, Reject> {
         check_header_size(&req, self.max_header_bytes)?;
-        // Dot-segments are resolved before routing, so `/public/../api/x`
-        // can neither dodge a route's auth nor reach an upstream unresolved.
-        if let Some(normalized) = normalize_path(req.uri())? {
+        // Phase: one view. A normalised path for routing and the upstream,
+        // so `/public/..%2fapi/x` or `//api/x` can neither dodge a route's
+        // auth nor reach an upstream that reads it as another route; one
+        // `Host`; no header name an upstream could read as another.
+        view::check_host(&req)?;
+        if let Some(normalized) = view::normalize_uri(req.uri())? {
             *req.uri_mut() = normalized;
         }
+        view::underscores(req.headers_mut(), self.underscores)?;
         // The gateway's own endpoints come before routes.
         if let Some(endpoints) = &self.endpoints {
             if let Some(endpoint) = endpoints.find(req.uri().path()) {
@@ -180,7 +192,24 @@ impl Gateway {
         ctx.slot = route.index;
         ctx.route = Some(route.label.clone());
         // Phases: extract -> verify -> revocation -> scopes.
-        let claims = self.authenticate(&req, route).await?;
+        let claims = match self.authenticate(&req, route).await? {
+            Some((claims, used, present)) => {
+                // Only the verified credential reaches the upstream: the
+                // same token in another source (a cookie, a parameter) goes.
+                if present != 1 << used {
+                    if let Some(auth) = &self.auth {
+                        let uri = req.uri().clone();
+                        let stripped =
+                            auth.strip_unused_sources(used, present, req.headers_mut(), &uri)?;
+                        if let Some(uri) = stripped {
+                            *req.uri_mut() = uri;
+                        }
+                    }
+                }
+                Some(claims)
+            }
+            None => None,
+        };
         if self.access_log.is_some() {
             ctx.claims.clone_from(&claims);
         }
@@ -215,12 +244,13 @@ impl Gateway {
     }
 
     /// Extract, verify, check revocation, authorize scopes. `Ok(None)`: an
-    /// open route, or an optional one without a token.
+    /// open route, or an optional one without a token. With the claims come
+    /// the credential's source and every source that held it.
     async fn authenticate(
         &self,
         req: &Request<Incoming>,
         route: &Route,
-    ) -> Result<Option<Arc<Claims>>, Reject> {
+    ) -> Result<Option<(Arc<Claims>, usize, u16)>, Reject> {
         let mode = route.config.auth;
         if mode == AuthMode::None {
             return Ok(None);
@@ -229,21 +259,21 @@ impl Gateway {
             // Config validation refuses auth routes without [jwt].
             return Err(Reject::Internal);
         };
-        let Some(token) = auth.extract(req.headers(), req.uri())? else {
+        let Some(credential) = auth.credential(req.headers(), req.uri())? else {
             return match mode {
                 AuthMode::Required => Err(Reject::MissingToken),
                 AuthMode::Optional | AuthMode::None => Ok(None),
             };
         };
         self.store_gate()?;
-        let claims = auth.verify(&token).await?;
+        let claims = auth.verify(&credential.token).await?;
         if self.revocations.check(&claims) {
             return Err(Reject::Revoked);
         }
         if !claims.has_scopes(&route.config.scopes) {
             return Err(Reject::InsufficientScope(route.scope_hint.clone()));
         }
-        Ok(Some(claims))
+        Ok(Some((claims, credential.source, credential.present)))
     }
 
     /// `on_store_down = "deny"`: while the shared store is unreachable or
@@ -280,63 +310,6 @@ fn check_header_size<B>(req: &Request<B>, max: usize) -> Result<(), Reject> {
     Ok(())
 }
 
-/// Resolves `.` and `..` segments of the path (RFC 3986 §5.2.4), also when
-/// percent-encoded (`%2e`). `Ok(None)`: nothing to change (the common case,
-/// no allocation). A `..` that would climb above the root is a 400.
-fn normalize_path(uri: &Uri) -> Result<Option<Uri>, Reject> {
-    let path = uri.path();
-    let has_dot_segment = path.split('/').any(|seg| is_dot(seg) || is_dot_dot(seg));
-    if !has_dot_segment {
-        return Ok(None);
-    }
-    let mut out: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let last = segments.len().saturating_sub(1);
-    let mut trailing_slash = false;
-    for (i, seg) in segments.iter().enumerate() {
-        if is_dot(seg) {
-            trailing_slash = i == last;
-        } else if is_dot_dot(seg) {
-            if out.pop().is_none() {
-                return Err(Reject::InvalidRequest("the path climbs above the root"));
-            }
-            trailing_slash = i == last;
-        } else {
-            out.push(seg);
-            trailing_slash = false;
-        }
-    }
-    let mut normalized = String::with_capacity(path.len());
-    for seg in &out {
-        normalized.push('/');
-        normalized.push_str(seg);
-    }
-    if trailing_slash || normalized.is_empty() {
-        normalized.push('/');
-    }
-    if let Some(q) = uri.query() {
-        normalized.push('?');
-        normalized.push_str(q);
-    }
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(
-        normalized
-            .parse()
-            .map_err(|_| Reject::InvalidRequest("invalid request path"))?,
-    );
-    Uri::from_parts(parts)
-        .map(Some)
-        .map_err(|_| Reject::InvalidRequest("invalid request path"))
-}
-
-fn is_dot(seg: &str) -> bool {
-    seg == "." || seg.eq_ignore_ascii_case("%2e")
-}
-
-fn is_dot_dot(seg: &str) -> bool {
-    matches!(seg.len(), 2 | 4 | 6) && seg.to_ascii_lowercase().replace("%2e", ".") == ".."
-}
-
 fn outcome_of(reject: &Reject) -> Outcome {
     match reject {
         Reject::NoRoute => Outcome::NotFound,
@@ -360,29 +333,5 @@ fn outcome_of(reject: &Reject) -> Outcome {
 impl crate::server::Handler for Gateway {
     async fn call(&self, req: Request<Incoming>, peer: Peer) -> Response<GatewayBody> {
         self.handle(req, peer).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn norm(p: &str) -> Result<String, Reject> {
-        let uri: Uri = p.parse().expect("uri");
-        Ok(normalize_path(&uri)?.map_or(p.to_string(), |u| u.to_string()))
-    }
-
-    #[test]
-    fn resolves_dot_segments() {
-        assert_eq!(norm("/api/x").ok().as_deref(), Some("/api/x"));
-        assert_eq!(norm("/public/../api/x").ok().as_deref(), Some("/api/x"));
-        assert_eq!(
-            norm("/public/%2E%2e/api/x?q=1").ok().as_deref(),
-            Some("/api/x?q=1")
-        );
-        assert_eq!(norm("/a/./b/.").ok().as_deref(), Some("/a/b/"));
-        assert_eq!(norm("/a/..").ok().as_deref(), Some("/"));
-        assert_eq!(norm("/a/...").ok().as_deref(), Some("/a/..."));
-        assert!(norm("/../etc/passwd").is_err());
     }
 }

@@ -8,6 +8,7 @@
 //! | [`app`] | builds the gateway from a config and runs its listeners |
 //! | [`server`] | accept loops, connection limits, graceful shutdown |
 //! | [`gateway`] | the request path: route, extract, verify, revocation, scopes, forward |
+//! | [`path`] | the one normalised request path, for routing and upstream |
 //! | [`routes`] | the route table (longest prefix wins) |
 //! | [`proxy`] | the pooled upstream client, header rewriting, upgrades |
 //! | [`reload`] | SIGHUP and `/admin/reload`: validate a new config, swap the handlers |
@@ -31,6 +32,7 @@ pub mod demo;
 pub mod echo;
 pub mod endpoints;
 pub mod gateway;
+pub mod path;
 pub mod proxy;
 pub mod reload;
 pub mod response;

@@ -9,7 +9,7 @@ use crate::config::{RouteConfig, ServerConfig};
 use crate::response::Reject;
 use crate::routes::Route;
 use bytes::{BufMut, BytesMut};
-use headers::{is_upgrade_request, set_forwarded, strip_hop_by_hop};
+use headers::{is_websocket, is_websocket_upgrade, set_forwarded, strip_hop_by_hop};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::http::uri::PathAndQuery;
@@ -67,15 +67,18 @@ impl Proxy {
     ) -> Result<Response<GatewayBody>, Reject> {
         let pool = &self.pools[route.index];
         let route = &route.config;
-        let upgrade = is_upgrade_request(req.headers());
+        // Only WebSocket is tunnelled; any other Upgrade is stripped below.
+        let upgrade = is_websocket_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-        // The client's Host (HTTP/1) or :authority (HTTP/2) becomes
-        // X-Forwarded-Host; the upstream gets its own Host, as nginx does.
-        let host = req
-            .headers_mut()
-            .remove(header::HOST)
-            .or_else(|| authority_value(req.uri()));
+        // The request's authority (absolute form, HTTP/2 :authority) or else
+        // its Host becomes X-Forwarded-Host; the upstream gets its own Host,
+        // as nginx does.
+        let host = authority_value(req.uri());
+        let host = match req.headers_mut().remove(header::HOST) {
+            Some(h) if host.is_none() => Some(h),
+            _ => host,
+        };
         *req.uri_mut() = upstream_uri(route, req.uri())?;
         *req.version_mut() = Version::HTTP_11;
         let headers = req.headers_mut();
@@ -104,12 +107,15 @@ impl Proxy {
             // The connection is the upgrade's now (or, for a request that
             // did not ask for one, done): it runs to its end on its own.
             lease.detach();
-            let Some(client_upgrade) = client_upgrade else {
-                // A 101 to a request that did not ask to upgrade is passed
-                // on as is, without a body.
-                strip_hop_by_hop(resp.headers_mut(), false);
-                let (parts, _) = resp.into_parts();
-                return Ok(Response::from_parts(parts, GatewayBody::empty()));
+            // A 101 is only ever a WebSocket tunnel the client asked for; an
+            // upstream switching to anything else (h2c) is a broken upstream.
+            let websocket = resp
+                .headers()
+                .get(header::UPGRADE)
+                .is_some_and(is_websocket);
+            let Some(client_upgrade) = client_upgrade.filter(|_| websocket) else {
+                tracing::warn!(upstream = %pool.authority(), "upstream switched protocols unasked; refused");
+                return Err(Reject::UpstreamUnreachable);
             };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade));

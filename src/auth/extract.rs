@@ -1,37 +1,161 @@
-//! Finding the bearer token in a request: `jwt.sources`, tried in order.
+//! Finding the bearer token in a request: `jwt.sources`, in order.
 //!
-//! The first source that holds a token wins. A source that is present but
-//! malformed is a 400 `invalid_request` at once (RFC 6750 §3.1), never
-//! skipped in favour of the next source: a request must not be able to carry
-//! one credential for the gateway and another for the upstream. For the same
-//! reason a token given twice in one source (two `Authorization` headers, two
-//! cookies or query parameters of the same name) is refused.
+//! A request carries one credential (RFC 6750 §2: a client "MUST NOT use
+//! more than one method"), so an upstream can never read another token than
+//! the one verified:
+//!
+//! - every source is read; different tokens in two of them are a 400
+//!   `invalid_request` (the same token repeated is one credential, taken
+//!   from the first source in configured order);
+//! - a source that is present but malformed is a 400 at once (RFC 6750
+//!   §3.1), never skipped in favour of the next;
+//! - a token given twice in one source (two `Authorization` headers, two
+//!   cookies or query parameters of the same name) is refused;
+//! - [`strip_unused`] removes every other source that held a token from
+//!   the request the upstream receives.
 
 use crate::config::TokenSource;
 use crate::response::Reject;
-use hyper::header::{HeaderMap, HeaderName, AUTHORIZATION, COOKIE};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE};
 use hyper::Uri;
 use std::borrow::Cow;
 
-/// The token of the first source in `sources` that holds one; `Ok(None)` when
-/// none does.
+/// Most token sources a config may list: [`Credential::present`] is a
+/// bit set of them.
+pub const MAX_SOURCES: usize = 16;
+
+/// The one credential of a request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Credential<'a> {
+    pub token: Cow<'a, str>,
+    /// Index in `sources` of the source the token is taken from.
+    pub source: usize,
+    /// Bit `i` set: source `i` held this token (the used one included).
+    pub present: u16,
+}
+
+/// The request's one credential; `Ok(None)` when no source holds a token.
 pub(crate) fn extract<'a>(
     sources: &[TokenSource],
     headers: &'a HeaderMap,
     uri: &'a Uri,
-) -> Result<Option<Cow<'a, str>>, Reject> {
-    for source in sources {
+) -> Result<Option<Credential<'a>>, Reject> {
+    let mut credential: Option<Credential<'a>> = None;
+    for (i, source) in sources.iter().enumerate().take(MAX_SOURCES) {
         let found = match source {
             TokenSource::Authorization => header(headers, &AUTHORIZATION, true)?,
             TokenSource::Header(name) => header(headers, name, false)?,
             TokenSource::Cookie(name) => cookie(headers, name)?,
             TokenSource::Query(name) => query(uri, name)?,
         };
-        if found.is_some() {
-            return Ok(found);
+        let Some(token) = found else { continue };
+        match &mut credential {
+            None => {
+                credential = Some(Credential {
+                    token,
+                    source: i,
+                    present: 1 << i,
+                })
+            }
+            Some(c) if c.token == token => c.present |= 1 << i,
+            Some(_) => {
+                return Err(Reject::InvalidRequest(
+                    "different tokens in more than one source",
+                ))
+            }
         }
     }
-    Ok(None)
+    Ok(credential)
+}
+
+/// Removes from the request every token source that held the credential
+/// but is not the one it was taken from: a header, the cookie from
+/// `Cookie`, the parameter from the query. Returns the new target when the
+/// query changed. Called only when more than one source held it (rare).
+pub(crate) fn strip_unused(
+    sources: &[TokenSource],
+    used: usize,
+    present: u16,
+    headers: &mut HeaderMap,
+    uri: &Uri,
+) -> Result<Option<Uri>, Reject> {
+    let mut new_uri = None;
+    for (i, source) in sources.iter().enumerate().take(MAX_SOURCES) {
+        if i == used || present & (1 << i) == 0 {
+            continue;
+        }
+        match source {
+            TokenSource::Authorization => {
+                headers.remove(AUTHORIZATION);
+            }
+            TokenSource::Header(name) => {
+                headers.remove(name);
+            }
+            TokenSource::Cookie(name) => strip_cookie(headers, name),
+            TokenSource::Query(name) => {
+                let current = new_uri.as_ref().unwrap_or(uri);
+                new_uri = Some(strip_query(current, name)?);
+            }
+        }
+    }
+    Ok(new_uri)
+}
+
+/// Every `Cookie` header without the cookie `name` (a header left empty
+/// goes).
+fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| {
+            let Ok(text) = value.to_str() else {
+                return Some(value.clone());
+            };
+            let rest: Vec<&str> = text
+                .split(';')
+                .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k.trim() != name))
+                .map(str::trim)
+                .filter(|pair| !pair.is_empty())
+                .collect();
+            if rest.is_empty() {
+                None
+            } else {
+                HeaderValue::from_str(&rest.join("; ")).ok()
+            }
+        })
+        .collect();
+    headers.remove(COOKIE);
+    for value in kept {
+        headers.append(COOKIE, value);
+    }
+}
+
+/// `uri` without the query parameter `name` (compared form-decoded); the
+/// other parameters are kept byte for byte.
+fn strip_query(uri: &Uri, name: &str) -> Result<Uri, Reject> {
+    let mut target = uri.path().to_string();
+    if let Some(q) = uri.query() {
+        let kept: Vec<&str> = q
+            .split('&')
+            .filter(|pair| {
+                let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+                form_urlencoded::parse(key.as_bytes())
+                    .next()
+                    .is_none_or(|(k, _)| k != name)
+            })
+            .collect();
+        if !kept.is_empty() {
+            target.push('?');
+            target.push_str(&kept.join("&"));
+        }
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        target
+            .parse()
+            .map_err(|_| Reject::InvalidRequest("invalid request target"))?,
+    );
+    Uri::from_parts(parts).map_err(|_| Reject::InvalidRequest("invalid request target"))
 }
 
 /// `Authorization: Bearer <token>` (scheme case-insensitive, one token). For
@@ -143,7 +267,6 @@ fn query<'a>(uri: &'a Uri, name: &str) -> Result<Option<Cow<'a, str>>, Reject> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyper::header::HeaderValue;
     use proptest::prelude::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -162,7 +285,7 @@ mod tests {
     ) -> Result<Option<String>, Reject> {
         let h = headers(pairs);
         let uri: Uri = uri.parse().expect("uri");
-        extract(sources, &h, &uri).map(|t| t.map(Cow::into_owned))
+        extract(sources, &h, &uri).map(|t| t.map(|c| c.token.into_owned()))
     }
 
     fn auth(value: &str) -> Result<Option<String>, Reject> {
@@ -264,35 +387,71 @@ mod tests {
     }
 
     #[test]
-    fn sources_are_tried_in_order() {
+    fn different_tokens_in_two_sources_are_refused() {
         let pairs = [
             ("authorization", "Bearer from.header.x"),
             ("cookie", "t=from.cookie.x"),
         ];
-        let header_first = [TokenSource::Authorization, TokenSource::Cookie("t".into())];
-        let cookie_first = [TokenSource::Cookie("t".into()), TokenSource::Authorization];
-        let q = "/?t=from.query.x";
+        let both = [TokenSource::Authorization, TokenSource::Cookie("t".into())];
         assert_eq!(
-            run(&header_first, &pairs, q),
-            Ok(Some("from.header.x".into()))
+            run(&both, &pairs, "/"),
+            Err(Reject::InvalidRequest(
+                "different tokens in more than one source"
+            ))
         );
-        assert_eq!(
-            run(&cookie_first, &pairs, q),
-            Ok(Some("from.cookie.x".into()))
-        );
-        let query_first = [TokenSource::Query("t".into()), TokenSource::Authorization];
-        assert_eq!(
-            run(&query_first, &pairs, q),
-            Ok(Some("from.query.x".into()))
-        );
+        let query_too = [TokenSource::Authorization, TokenSource::Query("t".into())];
+        assert!(run(&query_too, &[pairs[0]], "/?t=other.q.x").is_err());
         // A later source is used when the earlier ones are empty.
         assert_eq!(
-            run(&header_first, &[("cookie", "t=c.o.k")], "/"),
+            run(&both, &[("cookie", "t=c.o.k")], "/"),
             Ok(Some("c.o.k".into()))
         );
         // A malformed earlier source is not skipped.
         let bad = [("authorization", "Basic x"), ("cookie", "t=c.o.k")];
-        assert!(run(&header_first, &bad, "/").is_err());
+        assert!(run(&both, &bad, "/").is_err());
+    }
+
+    #[test]
+    fn the_same_token_twice_is_one_credential_from_the_first_source() {
+        let sources = [
+            TokenSource::Cookie("t".into()),
+            TokenSource::Authorization,
+            TokenSource::Query("t".into()),
+        ];
+        let h = headers(&[("authorization", "Bearer s.a.me"), ("cookie", "t=s.a.me")]);
+        let uri: Uri = "/p?a=1&t=s%2Ea.me&b=2".parse().expect("uri");
+        let c = extract(&sources, &h, &uri).expect("ok").expect("token");
+        assert_eq!(
+            (c.token.as_ref(), c.source, c.present),
+            ("s.a.me", 0, 0b111)
+        );
+    }
+
+    #[test]
+    fn unused_sources_are_stripped() {
+        let sources = [
+            TokenSource::Authorization,
+            TokenSource::Cookie("t".into()),
+            TokenSource::Query("t".into()),
+        ];
+        let mut h = headers(&[
+            ("authorization", "Bearer s.a.me"),
+            ("cookie", "a=1; t=s.a.me; b=2"),
+            ("cookie", "t=s.a.me"),
+        ]);
+        let uri: Uri = "/p?a=1&t=s.a.me&b=%20".parse().expect("uri");
+        let new = strip_unused(&sources, 0, 0b111, &mut h, &uri).expect("ok");
+        assert_eq!(new.map(|u| u.to_string()).as_deref(), Some("/p?a=1&b=%20"));
+        assert_eq!(h.get_all(COOKIE).iter().count(), 1);
+        assert_eq!(h[COOKIE], "a=1; b=2");
+        assert!(h.contains_key(AUTHORIZATION));
+        // The used source stays; the Authorization header goes.
+        let mut h = headers(&[("authorization", "Bearer s.a.me"), ("cookie", "t=s.a.me")]);
+        let uri: Uri = "/p?t=s.a.me".parse().expect("uri");
+        let new = strip_unused(&sources, 1, 0b111, &mut h, &uri).expect("ok");
+        assert_eq!(new.map(|u| u.to_string()).as_deref(), Some("/p"));
+        assert!(!h.contains_key(AUTHORIZATION));
+        assert_eq!(h[COOKIE], "t=s.a.me");
     }
 
     proptest! {

@@ -273,3 +273,57 @@ fn route_timeout_capped_by_request_timeout() {
     .expect("valid");
     assert_eq!(c.routes[0].timeout, Duration::from_secs(5));
 }
+
+#[test]
+fn prefix_must_be_in_normal_form() {
+    for (prefix, hint) in [
+        ("/%61pi/", "\"/api/\""),
+        ("//api/", "\"/api/\""),
+        ("/a/../b/", "\"/b/\""),
+    ] {
+        assert_err(
+            &format!("[[route]]\nprefix = {prefix:?}\nupstream = \"http://127.0.0.1:9000\"\nauth = \"none\"\n"),
+            &["route[0].prefix", "normal form", hint],
+        );
+    }
+    assert_err(
+        "[[route]]\nprefix = \"/a%2fb/\"\nupstream = \"http://127.0.0.1:9000\"\nauth = \"none\"\n",
+        &["route[0].prefix", "encoded slash"],
+    );
+}
+
+#[test]
+fn claim_header_with_underscore_is_refused() {
+    assert_err(
+        "[[route]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9000\"\nauth = \"none\"\nforward_claims = { sub = \"x_auth_subject\" }\n",
+        &["route[0].forward_claims", "x_auth_subject", "'_'"],
+    );
+}
+
+#[test]
+fn connection_time_bounds_and_underscore_mode() {
+    let c = Config::from_toml("", "t").expect("valid");
+    assert_eq!(c.server.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(c.server.body_read_timeout, DEFAULT_BODY_READ_TIMEOUT);
+    assert_eq!(c.server.underscores_in_headers, Underscores::Drop);
+    let c = Config::from_toml(
+        "[server]\nidle_timeout = \"5s\"\nbody_read_timeout = \"2s\"\nunderscores_in_headers = \"reject\"\n",
+        "t",
+    )
+    .expect("valid");
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.body_read_timeout, Duration::from_secs(2));
+    assert_eq!(c.server.underscores_in_headers, Underscores::Reject);
+    assert_err(
+        "[server]\nidle_timeout = \"0s\"\n",
+        &["server.idle_timeout", "more than 0"],
+    );
+    assert_err(
+        "[server]\nbody_read_timeout = \"0s\"\n",
+        &["server.body_read_timeout"],
+    );
+    assert_err(
+        "[server]\nunderscores_in_headers = \"keep\"\n",
+        &["server.underscores_in_headers", "\"keep\"", "drop"],
+    );
+}

@@ -6,8 +6,10 @@
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
-/// The hop-by-hop headers, built once.
-static HOP_HEADERS: [HeaderName; 8] = [
+/// The hop-by-hop headers, built once. `HTTP2-Settings` belongs to an h2c
+/// upgrade (RFC 7540 §3.2.1), which is never forwarded.
+static HOP_HEADERS: [HeaderName; 9] = [
+    HeaderName::from_static("http2-settings"),
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -80,16 +82,32 @@ fn is_hop_token(token: &str) -> bool {
             .any(|h| token.eq_ignore_ascii_case(h.as_str()))
 }
 
-/// Whether this is an upgrade (e.g. WebSocket) request: `Connection: upgrade`
-/// together with an `Upgrade` header.
-pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+/// Whether this is a WebSocket upgrade request: `Connection: upgrade`
+/// together with exactly one `Upgrade: websocket` (RFC 6455 §4.1). Any
+/// other upgrade (`h2c` above all: a tunnel whose HTTP/2 requests the
+/// gateway would never see) is not one; its headers are stripped and the
+/// request goes on as plain HTTP, as Envoy does without an `upgrade_configs`
+/// entry for it.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let mut upgrades = headers.get_all(header::UPGRADE).iter();
+    let (Some(upgrade), None) = (upgrades.next(), upgrades.next()) else {
+        return false;
+    };
+    is_websocket(upgrade)
         && headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Whether an `Upgrade` value names the WebSocket protocol, alone.
+pub fn is_websocket(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"websocket")
 }
 
 /// The peer's address as a header value, built once per connection.
@@ -190,9 +208,34 @@ mod tests {
     }
 
     #[test]
+    fn only_websocket_is_an_upgrade() {
+        for (upgrade, yes) in [
+            ("websocket", true),
+            ("WebSocket", true),
+            ("h2c", false),
+            ("websocket, h2c", false),
+            ("foo", false),
+        ] {
+            let h = map(&[("connection", "Upgrade"), ("upgrade", upgrade)]);
+            assert_eq!(is_websocket_upgrade(&h), yes, "{upgrade}");
+        }
+        let h = map(&[("upgrade", "websocket")]);
+        assert!(!is_websocket_upgrade(&h), "needs Connection: upgrade");
+        let mut h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+            ("x-keep", "1"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
     fn keeps_upgrade_for_websocket() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        assert!(is_upgrade_request(&h));
+        assert!(is_websocket_upgrade(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert!(!h.contains_key("connection"));
