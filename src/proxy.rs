@@ -1,6 +1,7 @@
 //! Forwarding to upstreams: pooled HTTP/1.1 connections, request and
 //! response header rewriting, streaming bodies, WebSocket (upgrade) tunnels.
 
+pub mod client_body;
 pub mod headers;
 pub mod pool;
 
@@ -9,6 +10,7 @@ use crate::config::{RouteConfig, ServerConfig};
 use crate::response::Reject;
 use crate::routes::Route;
 use bytes::{BufMut, BytesMut};
+use client_body::{ClientBody, ClientBodyError};
 use headers::{is_websocket, is_websocket_upgrade, set_forwarded, strip_hop_by_hop};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -29,6 +31,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Proxy {
     /// Indexed by route index (config order).
     pools: Box<[Arc<Pool>]>,
+    /// `server.body_read_timeout`.
+    body_read_timeout: Duration,
 }
 
 impl Proxy {
@@ -51,7 +55,10 @@ impl Proxy {
                     .clone()
             })
             .collect();
-        Proxy { pools }
+        Proxy {
+            pools,
+            body_read_timeout: server.body_read_timeout,
+        }
     }
 
     /// Forwards `req` to the route's upstream and returns its response, with
@@ -92,11 +99,22 @@ impl Proxy {
             headers.insert(name, value);
         }
 
-        let req = req.map(http_body_util::Either::Left);
+        let body_read_timeout = self.body_read_timeout;
+        let req =
+            req.map(|body| http_body_util::Either::Left(ClientBody::new(body, body_read_timeout)));
         let sent = tokio::time::timeout(route.timeout, pool.send(req)).await;
         let (mut resp, lease) = match sent {
             Err(_) => return Err(Reject::UpstreamTimeout),
             Ok(Err(e)) => {
+                // The client's body failed first: its fault, not the
+                // upstream's.
+                match client_body::fault(&e) {
+                    Some(ClientBodyError::Malformed(_)) => {
+                        return Err(Reject::InvalidRequest("malformed request body"))
+                    }
+                    Some(ClientBodyError::Timeout) => return Err(Reject::RequestTimeout),
+                    None => {}
+                }
                 tracing::warn!(upstream = %pool.authority(), error = %e, "upstream request failed");
                 return Err(Reject::UpstreamUnreachable);
             }

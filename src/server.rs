@@ -14,6 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -56,6 +57,10 @@ const MIN_BUF_SIZE: usize = 8192;
 pub struct ConnSettings {
     builder: auto::Builder<TokioExecutor>,
     limit: Arc<Semaphore>,
+    /// From accept to the first request head.
+    header_read_timeout: Duration,
+    /// From the end of the last response to the next request head.
+    idle_timeout: Duration,
 }
 
 impl ConnSettings {
@@ -78,6 +83,8 @@ impl ConnSettings {
         ConnSettings {
             builder,
             limit: Arc::new(Semaphore::new(server.max_connections)),
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
         }
     }
 }
@@ -89,6 +96,8 @@ impl ConnSettings {
         ConnSettings {
             builder: self.builder.clone(),
             limit: Arc::new(Semaphore::new(max_connections)),
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
         }
     }
 }
@@ -134,22 +143,160 @@ pub async fn accept_loop<H: Handler>(
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let client = Peer::new(peer);
+        let activity = Arc::new(Activity::new());
+        let requests = activity.clone();
         let service = hyper::service::service_fn(move |req| {
             let handler = handler.clone();
             let client = client.clone();
-            async move { Ok::<_, Infallible>(handler.call(req, client).await) }
+            let guard = requests.begin();
+            async move {
+                let resp = handler.call(req, client).await;
+                Ok::<_, Infallible>(resp.map(|body| Tracked {
+                    body,
+                    _guard: guard,
+                }))
+            }
         });
         let conn = settings
             .builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
+        let (header_read_timeout, idle_timeout) =
+            (settings.header_read_timeout, settings.idle_timeout);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let conn = std::pin::pin!(conn);
+            let bounded = idle_bounded(conn, &activity, header_read_timeout, idle_timeout);
+            match bounded.await {
+                Some(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error")
+                }
+                Some(Ok(())) => {}
+                None => tracing::debug!(%peer, "idle connection closed"),
             }
             drop(permit);
         });
+    }
+}
+
+/// Runs a connection until it ends, or until it has had no request in
+/// flight for too long: `header_read_timeout` from accept until the first
+/// request head (so a socket that never sends a byte is closed too; hyper's
+/// own timer starts at the first byte), then `idle_timeout` from the end of
+/// each response. `None`: closed for idleness (the connection is dropped,
+/// which closes the socket; no request was in flight).
+async fn idle_bounded<C, E>(
+    mut conn: std::pin::Pin<&mut C>,
+    activity: &Activity,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+) -> Option<Result<(), E>>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let start = tokio::time::Instant::now();
+    // Wake at the earlier of the two bounds: a first request may have come
+    // and gone by then, and the idle bound then applies.
+    let sleep = tokio::time::sleep_until(start + header_read_timeout.min(idle_timeout));
+    let mut sleep = std::pin::pin!(sleep);
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return Some(r),
+            () = sleep.as_mut() => {
+                let now = tokio::time::Instant::now();
+                let next = match activity.idle_since(start) {
+                    // Busy: look again once an idle period could have passed.
+                    None => now + idle_timeout,
+                    Some((since, served)) => {
+                        let limit = if served { idle_timeout } else { header_read_timeout };
+                        let deadline = since + limit;
+                        if deadline <= now {
+                            return None;
+                        }
+                        deadline
+                    }
+                };
+                sleep.as_mut().reset(next);
+            }
+        }
+    }
+}
+
+/// What one connection is doing, for its idle bound: requests in flight
+/// (counted until their response body is done) and when the last ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds from the connection's start to the end of its last
+    /// response; `u64::MAX` before any request.
+    idle_since_ms: AtomicU64,
+    origin: std::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(u64::MAX),
+            origin: std::time::Instant::now(),
+        }
+    }
+
+    /// A request has arrived; the guard marks its response's end.
+    fn begin(self: &Arc<Self>) -> ActivityGuard {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        ActivityGuard(self.clone())
+    }
+
+    /// `None` while a request is in flight; else since when the connection
+    /// has been idle and whether it has served a request.
+    fn idle_since(&self, start: tokio::time::Instant) -> Option<(tokio::time::Instant, bool)> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        match self.idle_since_ms.load(Ordering::Acquire) {
+            u64::MAX => Some((start, false)),
+            ms => Some((start + Duration::from_millis(ms), true)),
+        }
+    }
+}
+
+/// Ends one request's activity when dropped (with its response body).
+struct ActivityGuard(Arc<Activity>);
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.0.idle_since_ms.store(ms, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that holds its request's [`ActivityGuard`].
+    struct Tracked {
+        #[pin]
+        body: GatewayBody,
+        _guard: ActivityGuard,
+    }
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -35,6 +35,7 @@
 //!   upstream that answered early) waits for the client to read, and once
 //!   the response has ended it is finished on a task of its own.
 
+use crate::proxy::client_body::ClientBody;
 use crate::proxy::DEFAULT_CONNECT_TIMEOUT;
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
@@ -61,7 +62,7 @@ const DEFAULT_HTTP_PORT: u16 = 80;
 pub const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// The body sent upstream: the client's, or none (a retried request).
-pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+pub type UpstreamBody = Either<ClientBody, Empty<Bytes>>;
 
 /// A connection's hyper `Connection` future: reads and writes its socket
 /// when polled, ends when the connection closes.

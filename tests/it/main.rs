@@ -11,4 +11,5 @@ mod reload;
 mod replicas;
 mod revocation;
 mod revocation_policy;
+mod security;
 mod support;
