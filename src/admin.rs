@@ -1,7 +1,7 @@
 //! The admin listener: health, readiness, Prometheus metrics, and the
 //! revocation admin API.
 
-mod api;
+pub(crate) mod api;
 
 pub use api::AdminApi;
 

@@ -25,7 +25,7 @@
 
 mod cache;
 mod claims;
-mod extract;
+pub(crate) mod extract;
 mod jwks;
 mod keys;
 mod mint;

@@ -40,3 +40,6 @@ pub mod revocation;
 pub mod routes;
 pub mod server;
 pub mod telemetry;
+
+#[cfg(test)]
+mod fuzz;

@@ -29,7 +29,7 @@ pub struct AdminApi {
 /// Body of `POST /admin/revocations`: exactly one form.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RevokeBody {
+pub(crate) struct RevokeBody {
     jti: Option<String>,
     expires_at: Option<u64>,
     token: Option<String>,
@@ -39,7 +39,7 @@ struct RevokeBody {
 /// Body of `POST /admin/introspect`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct IntrospectBody {
+pub(crate) struct IntrospectBody {
     token: String,
 }
 
