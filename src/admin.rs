@@ -27,21 +27,27 @@ pub struct Admin {
     api: Option<AdminApi>,
     /// `None` when the configuration came from no file.
     reload: Option<ReloadHandle>,
+    /// `server.request_timeout`: bounds each admin request, body included,
+    /// so a trickled body cannot hold one of the listener's few
+    /// connections.
+    request_timeout: std::time::Duration,
 }
 
 impl Admin {
-    /// Builds the admin handler.
+    /// Builds the admin handler; each request gets `request_timeout`.
     pub fn new(
         metrics: Arc<Metrics>,
         store: Arc<StoreHealth>,
         api: Option<AdminApi>,
         reload: Option<ReloadHandle>,
+        request_timeout: std::time::Duration,
     ) -> Self {
         Admin {
             metrics,
             store,
             api,
             reload,
+            request_timeout,
         }
     }
 
@@ -110,7 +116,8 @@ impl Admin {
 
 impl Handler for Admin {
     async fn call(&self, req: Request<Incoming>, peer: Peer) -> Response<GatewayBody> {
-        match self.serve(req).await {
+        let served = tokio::time::timeout(self.request_timeout, self.serve(req)).await;
+        match served.unwrap_or(Err(Reject::RequestTimeout)) {
             Ok(resp) => resp,
             Err(reject) => {
                 reject.log(peer.addr);

@@ -104,6 +104,7 @@ pub(crate) async fn build_handlers(
         shared.revocations.health().clone(),
         api,
         shared.reload.clone(),
+        config.server.request_timeout,
     ));
     Ok((gateway, admin))
 }

@@ -226,6 +226,9 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
     if old.server.header_read_timeout != new.server.header_read_timeout {
         return refuse("server.header_read_timeout");
     }
+    if old.server.idle_timeout != new.server.idle_timeout {
+        return refuse("server.idle_timeout");
+    }
     if old.server.shutdown_grace != new.server.shutdown_grace {
         return refuse("server.shutdown_grace");
     }

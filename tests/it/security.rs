@@ -584,3 +584,49 @@ async fn repeated_token_in_revoke_form_is_400() {
     assert_eq!(got.json()["error"], "invalid_request");
     assert_eq!(get_with(&gw.url("/api/x"), &t).await.status, StatusCode::OK);
 }
+
+/// Pins: a GET body is forwarded to the upstream, never dropped silently
+/// (an upstream reading it must see what the gateway saw).
+#[tokio::test]
+async fn get_body_is_forwarded_not_dropped() {
+    let up = Upstream::with(|req| async move {
+        let body = req.into_body().collect().await.expect("body").to_bytes();
+        text(
+            StatusCode::OK,
+            &format!("got {}", String::from_utf8_lossy(&body)),
+        )
+    })
+    .await;
+    let gw = Gateway::start(&auth_config(&up.url(), "")).await;
+    let got = send("GET", &gw.url("/public/x"), &[], "payload").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, "got payload");
+}
+
+/// Pins slow bodies on the admin listener: a JSON body trickled to the
+/// admin API used to hold one of its few connections for as long as the
+/// client liked; the request is bounded by `server.request_timeout` (408).
+#[tokio::test]
+async fn trickled_admin_body_is_408() {
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&format!(
+        "[server]\nrequest_timeout = \"300ms\"\n{}",
+        auth_config(&up.url(), "")
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.admin.expect("admin"))
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /admin/revocations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
