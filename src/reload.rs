@@ -275,4 +275,15 @@ mod tests {
         let err = needs_restart(&old, &store).expect_err("store changed");
         assert_eq!(err.key(), "revocation");
     }
+
+    /// The connection bounds live in the accept loops (built once); the
+    /// body bound and the underscore rule live in the handlers (swapped).
+    #[test]
+    fn idle_timeout_needs_a_restart_body_bound_and_underscores_do_not() {
+        let old = config("");
+        let err = needs_restart(&old, &config("idle_timeout = \"5s\"")).expect_err("idle");
+        assert_eq!(err.key(), "server.idle_timeout");
+        let live = config("body_read_timeout = \"5s\"\nunderscores_in_headers = \"reject\"");
+        assert!(needs_restart(&old, &live).is_ok());
+    }
 }
