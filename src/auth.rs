@@ -146,14 +146,15 @@ impl Authenticator {
         }))
     }
 
-    /// The token from the first of `jwt.sources` that holds one; `Ok(None)`
-    /// when none does.
+    /// The request's one token ([`Authenticator::credential`]); `Ok(None)`
+    /// when no source holds one.
     ///
     /// `Authorization` must be `Bearer <token>` (scheme case-insensitive,
     /// exactly one token, one header); another header may omit `Bearer `;
     /// `cookie:NAME` and `query:NAME` (percent-decoded) take the value as is,
-    /// an empty one counting as absent. A malformed or repeated source is
-    /// `Err(Reject::InvalidRequest(..))` (400), never skipped.
+    /// an empty one counting as absent. A malformed or repeated source, or
+    /// different tokens in two sources, is `Err(Reject::InvalidRequest(..))`
+    /// (400), never skipped.
     pub fn extract<'a>(
         &self,
         headers: &'a HeaderMap,

@@ -1010,7 +1010,22 @@ fn endpoint_path(key: &str, value: Option<String>, default: &str) -> Result<Stri
             format!("{v:?} must be a path starting with '/', e.g. {default:?}"),
         ));
     }
+    normal_form(key, &v)?;
     Ok(v)
+}
+
+/// Requests are matched by their normalised path, so a route prefix or an
+/// endpoint path in any other form could never match: refused, naming the
+/// form to write.
+fn normal_form(key: &str, path: &str) -> Result<(), ConfigError> {
+    match crate::path::normalize(path) {
+        Ok(std::borrow::Cow::Borrowed(_)) => Ok(()),
+        Ok(std::borrow::Cow::Owned(normal)) => Err(ConfigError::invalid(
+            key,
+            format!("{path:?} is not in normal form; write {normal:?}"),
+        )),
+        Err(why) => Err(ConfigError::invalid(key, format!("{path:?}: {why}"))),
+    }
 }
 
 fn endpoints(raw: RawEndpoints) -> Result<EndpointsConfig, ConfigError> {
@@ -1087,23 +1102,7 @@ fn route(i: usize, raw: RawRoute, server: &ServerConfig) -> Result<RouteConfig, 
             format!("{prefix:?} must be a path starting with '/'"),
         ));
     }
-    // Requests are routed by their normalised path, so a prefix in any
-    // other form could never match.
-    match crate::path::normalize(&prefix) {
-        Ok(std::borrow::Cow::Borrowed(_)) => {}
-        Ok(std::borrow::Cow::Owned(normal)) => {
-            return Err(ConfigError::invalid(
-                key("prefix"),
-                format!("{prefix:?} is not in normal form; write {normal:?}"),
-            ))
-        }
-        Err(why) => {
-            return Err(ConfigError::invalid(
-                key("prefix"),
-                format!("{prefix:?}: {why}"),
-            ))
-        }
-    }
+    normal_form(&key("prefix"), &prefix)?;
     let upstream_str = raw.upstream.ok_or_else(|| {
         ConfigError::invalid(
             key("upstream"),

@@ -293,6 +293,14 @@ fn prefix_must_be_in_normal_form() {
 }
 
 #[test]
+fn endpoint_path_must_be_in_normal_form() {
+    assert_err(
+        "[endpoints]\nlogout = \"/auth//logout\"\n",
+        &["endpoints.logout", "normal form", "\"/auth/logout\""],
+    );
+}
+
+#[test]
 fn claim_header_with_underscore_is_refused() {
     assert_err(
         "[[route]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9000\"\nauth = \"none\"\nforward_claims = { sub = \"x_auth_subject\" }\n",
