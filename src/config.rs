@@ -515,6 +515,20 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     if let Some(jwt) = &config.jwt {
+        let underscored = jwt.sources.iter().find_map(|s| match s {
+            TokenSource::Header(name) if name.as_str().contains('_') => Some(name),
+            _ => None,
+        });
+        if let Some(name) = underscored {
+            if config.server.underscores_in_headers != Underscores::Allow {
+                return Err(ConfigError::invalid(
+                    "jwt.sources",
+                    format!(
+                        "\"header:{name}\" contains '_', and such headers are dropped or refused (server.underscores_in_headers); use '-'"
+                    ),
+                ));
+            }
+        }
         if jwt.leeway > jwt.max_token_lifetime {
             return Err(ConfigError::invalid(
                 "jwt.leeway",

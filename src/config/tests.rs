@@ -301,6 +301,17 @@ fn endpoint_path_must_be_in_normal_form() {
 }
 
 #[test]
+fn token_header_with_underscore_needs_allow() {
+    let jwt = format!(
+        "[jwt]\nhmac_secret = \"{}\"\nsources = [\"header:x_token\"]\n",
+        "s".repeat(32)
+    );
+    assert_err(&jwt, &["jwt.sources", "x_token", "underscores_in_headers"]);
+    let allowed = format!("[server]\nunderscores_in_headers = \"allow\"\n{jwt}");
+    assert!(Config::from_toml(&allowed, "t").is_ok());
+}
+
+#[test]
 fn claim_header_with_underscore_is_refused() {
     assert_err(
         "[[route]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9000\"\nauth = \"none\"\nforward_claims = { sub = \"x_auth_subject\" }\n",
