@@ -8,7 +8,12 @@
 //! * persisted records per second with 1 and 64 concurrent writers;
 //! * time for a replica started late to load 100k entries (full resync).
 //!
-//! Run: `cargo bench --bench redis_propagation`. Caveats: one machine, Redis
+//! Run: `cargo bench --bench redis_propagation`.
+//! `REVGATE_BENCH_RESYNC=1000000` sets how many entries the late replica
+//! loads (default 100,000; what the writes above left is topped up by
+//! pipelined `SET`s straight into Redis, which is much faster than
+//! `persist`); `REVGATE_BENCH_ONLY=resync` skips everything else.
+//! Caveats: one machine, Redis
 //! on loopback (a network adds its round trip to every figure), other work
 //! sharing the cores.
 
@@ -26,6 +31,7 @@ const BURST: usize = 5_000;
 const SEQUENTIAL: usize = 5_000;
 const CONCURRENT_WRITERS: usize = 64;
 const CONCURRENT: usize = 25_600;
+/// Default entries a late replica loads (`REVGATE_BENCH_RESYNC`).
 const RESYNC: usize = 100_000;
 
 /// When B applied each record, in ns since `base` (0: not yet).
@@ -115,6 +121,11 @@ async fn run() {
         "redis_propagation: redis-server on 127.0.0.1:{}",
         server.port()
     );
+    let resync: usize = std::env::var("REVGATE_BENCH_RESYNC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RESYNC);
+    let only_resync = std::env::var("REVGATE_BENCH_ONLY").is_ok_and(|v| v == "resync");
     let a = store(&url).await;
     let b = store(&url).await;
     let total = PROPAGATION + BURST;
@@ -122,6 +133,17 @@ async fn run() {
     let sink = arrivals.clone();
     b.spawn_follower(Arc::new(move |r| sink.record(r)));
     live(&b).await;
+    if !only_resync {
+        writes(&a, &arrivals).await;
+    }
+    let c = resync_late(&server, &url, resync).await;
+    a.shutdown();
+    b.shutdown();
+    c.shutdown();
+}
+
+async fn writes(a: &Arc<RedisStore>, arrivals: &Arc<Arrivals>) {
+    let total = PROPAGATION + BURST;
 
     // 1. One record in flight: persist on A, wait for B's apply.
     let mut delays = Vec::with_capacity(PROPAGATION);
@@ -200,27 +222,39 @@ async fn run() {
         "persist, {CONCURRENT_WRITERS} writers: {CONCURRENT} records in {secs:.2} s = {:.0} records/s",
         CONCURRENT as f64 / secs
     );
+}
 
-    // 4. A late replica's full load.
-    let have = total + SEQUENTIAL + CONCURRENT;
-    let fill: Vec<_> = (0..CONCURRENT_WRITERS)
-        .map(|w| {
-            let a = a.clone();
-            tokio::spawn(async move {
-                let mut i = w;
-                while i < RESYNC.saturating_sub(have) {
-                    a.persist(&revoke(10_000_000 + i as u128))
-                        .await
-                        .expect("persist");
-                    i += CONCURRENT_WRITERS;
-                }
-            })
-        })
-        .collect();
-    for t in fill {
-        t.await.expect("filler");
+/// 4. A late replica's full load of `n` entries: tops the keyspace up with
+/// pipelined `SET .. EXAT` (the layout `persist` writes), then times a fresh
+/// store from `spawn_follower` to `Live`.
+async fn resync_late(server: &RedisServer, url: &str, n: usize) -> Arc<RedisStore> {
+    let mut conn = server.connection();
+    let have: usize = redis::cmd("DBSIZE").query(&mut conn).expect("DBSIZE");
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let fill = Instant::now();
+    let mut i = have;
+    while i < n {
+        let mut pipe = redis::pipe();
+        for k in i..(i + 10_000).min(n) {
+            pipe.cmd("SET")
+                .arg(format!("bench:rev:{:032x}", 100_000_000 + k as u128))
+                .arg(exp)
+                .arg("EXAT")
+                .arg(exp)
+                .ignore();
+        }
+        let _: () = pipe.query(&mut conn).expect("fill");
+        i = (i + 10_000).min(n);
     }
-    let c = store(&url).await;
+    println!(
+        "filled Redis to {n} keys in {:.1} s",
+        fill.elapsed().as_secs_f64()
+    );
+    let c = store(url).await;
     let count = Arc::new(AtomicU64::new(0));
     let counter = count.clone();
     let start = Instant::now();
@@ -233,9 +267,7 @@ async fn run() {
         count.load(Ordering::Relaxed),
         start.elapsed().as_secs_f64() * 1e3
     );
-    a.shutdown();
-    b.shutdown();
-    c.shutdown();
+    c
 }
 
 fn main() {
