@@ -224,7 +224,7 @@ async fn writes(a: &Arc<RedisStore>, arrivals: &Arc<Arrivals>) {
     );
 }
 
-/// 4. A late replica's full load of `n` entries: tops the keyspace up with
+/// Phase 4, a late replica's full load of `n` entries: tops the keyspace up with
 /// pipelined `SET .. EXAT` (the layout `persist` writes), then times a fresh
 /// store from `spawn_follower` to `Live`.
 async fn resync_late(server: &RedisServer, url: &str, n: usize) -> Arc<RedisStore> {

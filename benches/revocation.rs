@@ -53,6 +53,7 @@ fn filled(rt: &tokio::runtime::Runtime, n: usize) -> (Arc<Revocations>, Vec<Revo
         redis_url: None,
         redis_prefix: "revgate:".into(),
         on_store_down: OnStoreDown::Deny,
+        max_staleness: revgate::config::DEFAULT_MAX_STALENESS,
     };
     let day = Duration::from_secs(86_400);
     rt.block_on(async {

@@ -36,6 +36,7 @@ async fn run(clients: u64, secs: u64) -> Result<(), String> {
         redis_url: None,
         redis_prefix: "revgate:".into(),
         on_store_down: OnStoreDown::Deny,
+        max_staleness: revgate::config::DEFAULT_MAX_STALENESS,
     };
     let metrics = Arc::new(Metrics::new(Vec::new()));
     let r = Revocations::open(

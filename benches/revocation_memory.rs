@@ -84,6 +84,7 @@ fn child(variant: &str) {
                 redis_url: None,
                 redis_prefix: "revgate:".into(),
                 on_store_down: OnStoreDown::Deny,
+                max_staleness: revgate::config::DEFAULT_MAX_STALENESS,
             };
             let r = rt.block_on(async {
                 let m = Arc::new(Metrics::new(Vec::new()));

@@ -64,6 +64,16 @@ pub const DEFAULT_TOKEN_CACHE_CAPACITY: u64 = 100_000;
 pub const DEFAULT_REVOCATION_CAPACITY: u64 = 10_000_000;
 /// Key prefix in a shared Redis.
 pub const DEFAULT_REDIS_PREFIX: &str = "revgate:";
+/// How stale a `deny` replica may be (`store = "redis"`): past this without
+/// confirming it has every change, it answers 503. One second is ten times
+/// the propagation contract (100 ms) and costs two idle round trips a
+/// second per replica.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(1);
+/// Shortest `revocation.max_staleness`: below it the heartbeat would cost
+/// more round trips than it saves and flap on a loaded machine.
+pub const MIN_MAX_STALENESS: Duration = Duration::from_millis(100);
+/// Longest `revocation.max_staleness`.
+pub const MAX_MAX_STALENESS: Duration = Duration::from_secs(60);
 /// Default paths of the endpoints the gateway serves itself.
 pub const DEFAULT_LOGOUT_PATH: &str = "/auth/logout";
 pub const DEFAULT_LOGOUT_ALL_PATH: &str = "/auth/logout-all";
@@ -284,6 +294,10 @@ pub struct RevocationConfig {
     pub redis_url: Option<String>,
     pub redis_prefix: String,
     pub on_store_down: OnStoreDown,
+    /// `store = "redis"`: the longest a replica goes without confirming it
+    /// has every change before it counts as stale (not ready; `deny` answers
+    /// 503). Default [`DEFAULT_MAX_STALENESS`].
+    pub max_staleness: Duration,
 }
 
 /// `[endpoints]`, typed: paths on the main listener.
@@ -990,6 +1004,17 @@ fn revocation(raw: RawRevocation) -> Result<RevocationConfig, ConfigError> {
     let redis_prefix = raw
         .redis_prefix
         .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_string());
+    let max_staleness = duration(
+        "revocation.max_staleness",
+        raw.max_staleness,
+        DEFAULT_MAX_STALENESS,
+    )?;
+    if !(MIN_MAX_STALENESS..=MAX_MAX_STALENESS).contains(&max_staleness) {
+        return Err(ConfigError::invalid(
+            "revocation.max_staleness",
+            format!("{max_staleness:?} is out of range; use \"100ms\" to \"60s\" (default \"1s\")"),
+        ));
+    }
     Ok(RevocationConfig {
         store,
         path: raw.path.filter(|p| !p.is_empty()).map(PathBuf::from),
@@ -1003,6 +1028,7 @@ fn revocation(raw: RawRevocation) -> Result<RevocationConfig, ConfigError> {
         redis_url: raw.redis_url,
         redis_prefix,
         on_store_down,
+        max_staleness,
     })
 }
 

@@ -276,11 +276,13 @@ impl Gateway {
         Ok(Some((claims, credential.source, credential.present)))
     }
 
-    /// `on_store_down = "deny"`: while the shared store is unreachable or
-    /// catching up, authenticated requests get 503 instead of answers from a
-    /// possibly stale blocklist.
+    /// `on_store_down = "deny"`: while the shared store is unreachable,
+    /// catching up or stale, authenticated requests get 503 instead of
+    /// answers from a possibly stale blocklist. `"allow"` serves from memory
+    /// only once it has caught up since start; before that it denies too.
     fn store_gate(&self) -> Result<(), Reject> {
-        if self.on_store_down == OnStoreDown::Deny && !self.revocations.health().is_ok() {
+        let health = self.revocations.health();
+        if !health.is_ok() && (self.on_store_down == OnStoreDown::Deny || !health.synced_once()) {
             self.metrics
                 .incr(crate::telemetry::metrics::Counter::StoreDownDenied);
             return Err(Reject::StoreUnavailable);

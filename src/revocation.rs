@@ -176,7 +176,9 @@ impl StoreOpenError {
             StoreOpenError::CreateDir { .. } => true,
             StoreOpenError::Redis(e) => matches!(
                 e,
-                redis::RedisError::InvalidUrl { .. } | redis::RedisError::Auth { .. }
+                redis::RedisError::InvalidUrl { .. }
+                    | redis::RedisError::Auth { .. }
+                    | redis::RedisError::EvictingPolicy { .. }
             ),
             StoreOpenError::Database { .. }
             | StoreOpenError::Thread { .. }
@@ -259,6 +261,7 @@ impl Revocations {
                 let url = cfg.redis_url.as_deref().unwrap_or_default();
                 let options = redis::RedisOptions {
                     clock: Arc::clone(memory.clock()),
+                    max_staleness: cfg.max_staleness,
                     ..redis::RedisOptions::default()
                 };
                 let store = redis::RedisStore::connect_with(
@@ -359,7 +362,14 @@ impl Revocations {
             }
             memory.apply(&record, None);
         });
-        let state = store.spawn_follower(apply);
+        let memory = Arc::clone(&self.memory);
+        let held: Arc<dyn Fn() -> Vec<Record> + Send + Sync> =
+            Arc::new(move || memory.live_records());
+        let state = store.spawn_follower_writing_back(apply, held);
+        // Not healthy, and never synced, until the follower has caught up:
+        // a replica must not answer from an empty blocklist, not even with
+        // "allow".
+        self.health.until_first_sync();
         self.health
             .set_ok(matches!(*state.borrow(), redis::SyncState::Live));
         follow_sync_state(state, Arc::clone(&self.health));
@@ -729,7 +739,9 @@ fn follow_sync_state(
                 if live {
                     tracing::info!("shared revocation store live: serving authenticated routes");
                 } else {
-                    tracing::warn!("shared revocation store unreachable or catching up: not ready");
+                    tracing::warn!(
+                        "shared revocation store unreachable, catching up or stale: not ready"
+                    );
                 }
             }
             health.set_ok(live);

@@ -82,6 +82,7 @@ pub struct RawRevocation {
     pub redis_url: Option<String>,
     pub redis_prefix: Option<String>,
     pub on_store_down: Option<String>,
+    pub max_staleness: Option<String>,
 }
 
 /// `[endpoints]`

@@ -250,6 +250,27 @@ fn redis_store_needs_url() {
     );
 }
 
+/// `revocation.max_staleness`: default 1 s, parsed as a duration, and
+/// refused outside 100 ms..60 s with the key and the range named.
+#[test]
+fn max_staleness_defaults_to_one_second_and_is_bounded() {
+    let c = Config::from_toml("", "test").expect("empty config");
+    assert_eq!(c.revocation.max_staleness, Duration::from_secs(1));
+    let c = Config::from_toml("[revocation]\nmax_staleness = \"250ms\"\n", "test")
+        .expect("250ms is valid");
+    assert_eq!(c.revocation.max_staleness, Duration::from_millis(250));
+    for bad in ["\"10ms\"", "\"2m\"", "\"soon\""] {
+        assert_err(
+            &format!("[revocation]\nmax_staleness = {bad}\n"),
+            &["revocation.max_staleness"],
+        );
+    }
+    assert_err(
+        "[revocation]\nmax_staleness = \"10ms\"\n",
+        &["revocation.max_staleness", "100ms", "60s"],
+    );
+}
+
 #[test]
 fn endpoints_must_differ() {
     assert_err(

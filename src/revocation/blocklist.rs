@@ -227,6 +227,31 @@ impl Blocklist {
         });
     }
 
+    /// Every live revocation and watermark, as records (what a replica
+    /// writes back to a shared store that lost them).
+    pub(crate) fn live_records(&self) -> Vec<Record> {
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(self.len() as usize);
+        self.revoked.for_each_entry(|key, expires_at| {
+            if now < expires_at {
+                out.push(Record::Revoke {
+                    key: RevocationKey(key),
+                    expires_at,
+                });
+            }
+        });
+        for (sub, w) in self.watermarks.iter() {
+            if now < w.expires_at {
+                out.push(Record::Watermark {
+                    sub: Box::from(&**sub),
+                    at: w.at,
+                    expires_at: w.expires_at,
+                });
+            }
+        }
+        out
+    }
+
     /// `expires_at` of a live revocation.
     pub(crate) fn get(&self, key: RevocationKey) -> Option<u64> {
         let now = self.clock.now();

@@ -5,11 +5,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Health of the revocation store, owned by [`super::Revocations`]: `ok`
-/// unless the store said otherwise (a shared store that is unreachable or
-/// catching up).
+/// unless the store said otherwise (a shared store that is unreachable,
+/// catching up or stale).
 #[derive(Debug)]
 pub struct StoreHealth {
     ok: AtomicBool,
+    /// The store has been usable at least once since start, so the
+    /// blocklist in memory was complete at some point (what
+    /// `on_store_down = "allow"` needs before it serves from memory).
+    synced_once: AtomicBool,
 }
 
 impl StoreHealth {
@@ -17,12 +21,28 @@ impl StoreHealth {
     pub fn new() -> Self {
         StoreHealth {
             ok: AtomicBool::new(true),
+            synced_once: AtomicBool::new(true),
         }
+    }
+
+    /// Not usable, and never synced, until the store first says it is (a
+    /// shared store before its first catch-up).
+    pub fn until_first_sync(&self) {
+        self.synced_once.store(false, Ordering::Release);
+        self.ok.store(false, Ordering::Release);
     }
 
     /// Records whether the store is usable.
     pub fn set_ok(&self, ok: bool) {
+        if ok {
+            self.synced_once.store(true, Ordering::Release);
+        }
         self.ok.store(ok, Ordering::Release);
+    }
+
+    /// Whether the store has been usable at least once since start.
+    pub fn synced_once(&self) -> bool {
+        self.synced_once.load(Ordering::Acquire)
     }
 
     /// Whether the store is usable: the blocklist in memory is current and
@@ -50,5 +70,19 @@ mod tests {
         assert!(!h.is_ok());
         h.set_ok(true);
         assert!(h.is_ok());
+    }
+
+    /// `on_store_down = "allow"` relies on this: never synced until the
+    /// first `ok`, and synced for good after it.
+    #[test]
+    fn synced_once_only_after_the_first_ok() {
+        let h = StoreHealth::new();
+        h.until_first_sync();
+        assert!(!h.is_ok() && !h.synced_once());
+        h.set_ok(false);
+        assert!(!h.synced_once());
+        h.set_ok(true);
+        h.set_ok(false);
+        assert!(!h.is_ok() && h.synced_once());
     }
 }

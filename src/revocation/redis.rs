@@ -77,8 +77,10 @@
 
 mod codec;
 mod follower;
+mod policy;
 #[doc(hidden)]
 pub mod testing;
+mod writeback;
 mod writer;
 
 #[cfg(test)]
@@ -93,7 +95,7 @@ use redis::IntoConnectionInfo;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use writer::Writer;
 
@@ -102,11 +104,17 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bound on one command's answer. Redis answers our scripts in well under a
 /// millisecond; a second means it is gone or stalled.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long one `XREAD BLOCK` waits when nothing happens. It does not delay
-/// propagation (Redis answers as soon as an entry arrives); it bounds how
-/// long a silently dead connection goes unnoticed (plus the response
-/// timeout) and costs one round trip per period when idle.
+/// Longest one `XREAD BLOCK` waits when nothing happens (the follower uses
+/// half of [`RedisOptions::max_staleness`] when that is shorter). It does
+/// not delay propagation (Redis answers as soon as an entry arrives); each
+/// answer, empty or not, is the heartbeat that confirms the replica is
+/// current, and it costs one round trip per period when idle.
 pub const DEFAULT_BLOCK: Duration = Duration::from_millis(1000);
+/// How stale a replica may be before it reports [`SyncState::Stale`].
+pub const DEFAULT_MAX_STALENESS: Duration = crate::config::DEFAULT_MAX_STALENESS;
+/// After a write-back Redis refused (a full Redis), the next try waits this
+/// long.
+pub const DEFAULT_WRITE_BACK_RETRY: Duration = Duration::from_secs(5);
 /// First reconnect delay; doubled per failure.
 pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest reconnect delay: a recovered Redis is noticed within this.
@@ -136,6 +144,11 @@ pub enum SyncState {
     Live,
     /// Unreachable; reconnecting with backoff. Local state may be stale.
     Down,
+    /// Connected, but no answer from Redis has confirmed within
+    /// [`RedisOptions::max_staleness`] that this replica has every change
+    /// (a hung connection, a stalled Redis). Becomes `Live` again with the
+    /// next answer, or `Down` when the connection times out.
+    Stale,
 }
 
 /// Tuning of [`RedisStore`]; every field has a `DEFAULT_*` const.
@@ -145,8 +158,13 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     /// Bound on one command (default [`DEFAULT_RESPONSE_TIMEOUT`]).
     pub response_timeout: Duration,
-    /// `XREAD BLOCK` period (default [`DEFAULT_BLOCK`]).
+    /// Longest `XREAD BLOCK` period (default [`DEFAULT_BLOCK`]).
     pub block: Duration,
+    /// Staleness bound (default [`DEFAULT_MAX_STALENESS`]): see [`SyncState::Stale`].
+    pub max_staleness: Duration,
+    /// Delay before retrying a write-back Redis refused (default
+    /// [`DEFAULT_WRITE_BACK_RETRY`]).
+    pub write_back_retry: Duration,
     /// First reconnect delay (default [`DEFAULT_BACKOFF_MIN`]).
     pub backoff_min: Duration,
     /// Longest reconnect delay (default [`DEFAULT_BACKOFF_MAX`]).
@@ -173,6 +191,8 @@ impl Default for RedisOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             block: DEFAULT_BLOCK,
+            max_staleness: DEFAULT_MAX_STALENESS,
+            write_back_retry: DEFAULT_WRITE_BACK_RETRY,
             backoff_min: DEFAULT_BACKOFF_MIN,
             backoff_max: DEFAULT_BACKOFF_MAX,
             log_retention: DEFAULT_LOG_RETENTION,
@@ -194,6 +214,11 @@ pub enum RedisError {
     /// Redis refused the credentials at start-up (a config error).
     #[error("revocation.redis_url: {url:?}: Redis refused the credentials ({message}); check the user and password in the URL")]
     Auth { url: String, message: String },
+    /// Redis may evict revgate's keys (`maxmemory-policy` other than
+    /// `noeviction`): an evicted revocation would be un-revoked silently
+    /// (start-up, a config error).
+    #[error("revocation.redis_url: {url:?}: Redis has maxmemory-policy {policy:?}, which can evict revocations; set maxmemory-policy to noeviction (CONFIG SET maxmemory-policy noeviction, or in redis.conf)")]
+    EvictingPolicy { url: String, policy: String },
     /// Redis is unreachable or did not answer in time: nothing was stored.
     #[error("revocation store unreachable: {0}")]
     Unavailable(String),
@@ -228,6 +253,12 @@ pub struct RedisStats {
     pub incremental_catch_ups: u64,
     /// Records handed to `apply`.
     pub applied: u64,
+    /// Times this replica found that Redis had lost data it had synced
+    /// (another dataset, or the change log rolled back).
+    pub data_losses: u64,
+    /// Records this replica wrote back to Redis after a loss (records
+    /// another replica had already written back are not counted).
+    pub written_back: u64,
 }
 
 #[derive(Default)]
@@ -235,6 +266,8 @@ struct Stats {
     full_resyncs: AtomicU64,
     incremental_catch_ups: AtomicU64,
     applied: AtomicU64,
+    data_losses: AtomicU64,
+    written_back: AtomicU64,
 }
 
 /// The shared store: writes records and follows everyone's.
@@ -249,6 +282,11 @@ pub struct RedisStore {
     shutdown: watch::Sender<bool>,
     follower_started: AtomicBool,
     stats: Stats,
+    /// Origin of `confirmed_ms`.
+    started: Instant,
+    /// Milliseconds after `started` up to which the follower has confirmed
+    /// it holds every change (the staleness heartbeat).
+    confirmed_ms: AtomicU64,
 }
 
 impl fmt::Debug for RedisStore {
@@ -312,6 +350,8 @@ impl RedisStore {
             shutdown: watch::Sender::new(false),
             follower_started: AtomicBool::new(false),
             stats: Stats::default(),
+            started: Instant::now(),
+            confirmed_ms: AtomicU64::new(0),
         });
         // PING too: without a password, the connection opens fine and only
         // the first command meets NOAUTH.
@@ -324,17 +364,35 @@ impl RedisStore {
             )
             .await
             .unwrap_or_else(|_| Err((redis::ErrorKind::Io, "PING timed out").into()))
+            .map(|_| conn)
         };
-        if let Err(e) = checked.await {
-            if is_auth_error(&e) {
-                return Err(RedisError::Auth {
-                    url: redacted_url,
-                    message: scrub(&e.to_string(), url),
-                });
+        match checked.await {
+            Ok(conn) => {
+                match policy::check(&mut conn.clone(), store.options.response_timeout).await {
+                    policy::Policy::Evicting(policy) => {
+                        return Err(RedisError::EvictingPolicy {
+                            url: redacted_url,
+                            policy,
+                        })
+                    }
+                    policy::Policy::NoEviction => {}
+                    policy::Policy::Unknown(why) => {
+                        tracing::warn!(url = %redacted_url, error = %scrub(&why, url),
+                        "cannot read Redis's maxmemory-policy (CONFIG GET and INFO refused); make sure it is noeviction, or evicted revocations would be un-revoked");
+                    }
+                }
             }
-            tracing::warn!(url = %redacted_url, error = %scrub(&e.to_string(), url),
-                "revocation store unreachable at start; retrying in the background");
-            store.state.send_replace(SyncState::Down);
+            Err(e) => {
+                if is_auth_error(&e) {
+                    return Err(RedisError::Auth {
+                        url: redacted_url,
+                        message: scrub(&e.to_string(), url),
+                    });
+                }
+                tracing::warn!(url = %redacted_url, error = %scrub(&e.to_string(), url),
+                    "revocation store unreachable at start; retrying in the background");
+                store.state.send_replace(SyncState::Down);
+            }
         }
         Ok(store)
     }
@@ -370,13 +428,32 @@ impl RedisStore {
     /// called for every record, ours included (applying is idempotent), on
     /// the follower task: it must be quick and must not block (a moka
     /// insert, not a disk write). Must be called within a Tokio runtime.
+    ///
+    /// This follower never writes back (see
+    /// [`RedisStore::spawn_follower_writing_back`]).
     pub fn spawn_follower(
         self: &Arc<Self>,
         apply: Arc<dyn Fn(Record) + Send + Sync>,
     ) -> watch::Receiver<SyncState> {
+        self.spawn_follower_writing_back(apply, Arc::new(Vec::new))
+    }
+
+    /// [`RedisStore::spawn_follower`], plus write-back: when the follower
+    /// finds that Redis lost data this replica had synced (restarted empty,
+    /// flushed, restored from an older snapshot), it writes every live
+    /// record `held` returns (what this replica holds in memory) back to
+    /// Redis, keeping what Redis has when that is newer or lifted, so a
+    /// replica started afterwards sees them. `held` is called on the
+    /// follower task, once per loss.
+    pub fn spawn_follower_writing_back(
+        self: &Arc<Self>,
+        apply: Arc<dyn Fn(Record) + Send + Sync>,
+        held: Arc<dyn Fn() -> Vec<Record> + Send + Sync>,
+    ) -> watch::Receiver<SyncState> {
         let rx = self.state.subscribe();
         if !self.follower_started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(follower::run(self.clone(), apply));
+            tokio::spawn(follower::run(self.clone(), apply, held));
+            tokio::spawn(follower::watchdog(self.clone()));
         }
         rx
     }
@@ -402,6 +479,30 @@ impl RedisStore {
             full_resyncs: self.stats.full_resyncs.load(Ordering::Relaxed),
             incremental_catch_ups: self.stats.incremental_catch_ups.load(Ordering::Relaxed),
             applied: self.stats.applied.load(Ordering::Relaxed),
+            data_losses: self.stats.data_losses.load(Ordering::Relaxed),
+            written_back: self.stats.written_back.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Milliseconds since the store was made (the staleness clock).
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The follower holds every change Redis had at `at_ms`: a `Stale`
+    /// replica is `Live` again.
+    fn confirm(&self, at_ms: u64) {
+        self.confirmed_ms.fetch_max(at_ms, Ordering::AcqRel);
+        let recovered = self.state.send_if_modified(|s| {
+            if *s == SyncState::Stale {
+                *s = SyncState::Live;
+                true
+            } else {
+                false
+            }
+        });
+        if recovered {
+            tracing::info!(url = %self.redacted_url, "revocation store current again");
         }
     }
 

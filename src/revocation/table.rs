@@ -276,6 +276,17 @@ impl Table {
         }
     }
 
+    /// Calls `f` with every key held and its `expires_at`, one shard at a
+    /// time (under that shard's read lock: `f` must be quick).
+    pub(crate) fn for_each_entry(&self, mut f: impl FnMut(u128, u64)) {
+        for s in self.shards.iter() {
+            let shard = Self::read(s);
+            for slot in shard.slots.iter().filter(|s| s.expires_at != EMPTY) {
+                f(join(slot.key), slot.expires_at);
+            }
+        }
+    }
+
     /// Entries held, live or not yet swept.
     #[cfg(test)]
     pub(crate) fn len(&self) -> u64 {

@@ -19,6 +19,7 @@ fn cfg(path: Option<&Path>, capacity: u64) -> RevocationConfig {
         redis_url: None,
         redis_prefix: "revgate:".into(),
         on_store_down: OnStoreDown::Deny,
+        max_staleness: crate::config::DEFAULT_MAX_STALENESS,
     }
 }
 

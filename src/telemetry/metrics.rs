@@ -175,9 +175,13 @@ pub enum Counter {
     StoreDisconnects,
     /// Requests denied (503) while the shared store was down.
     StoreDownDenied,
+    /// Times a replica found that the shared store lost data it had synced.
+    StoreDataLosses,
+    /// Records a replica wrote back to the shared store after a loss.
+    StoreWrittenBack,
 }
 
-const COUNTERS: [(&str, &str); 8] = [
+const COUNTERS: [(&str, &str); 10] = [
     ("revgate_revocations_total", "Token revocations recorded"),
     ("revgate_watermarks_total", "Logout-all watermarks recorded"),
     (
@@ -203,6 +207,14 @@ const COUNTERS: [(&str, &str); 8] = [
     (
         "revgate_store_down_denied_total",
         "Requests answered 503 while the shared store was unreachable",
+    ),
+    (
+        "revgate_store_data_losses_total",
+        "Times Redis was found to have lost records this replica had synced",
+    ),
+    (
+        "revgate_store_written_back_total",
+        "Records written back to Redis after it lost data",
     ),
 ];
 
@@ -275,6 +287,11 @@ impl Metrics {
     /// Adds one to a named counter.
     pub fn incr(&self, counter: Counter) {
         self.counters[counter as usize].2.fetch_add(1, Relaxed);
+    }
+
+    /// Adds `n` to a named counter.
+    pub fn add(&self, counter: Counter, n: u64) {
+        self.counters[counter as usize].2.fetch_add(n, Relaxed);
     }
 
     /// Reads a named counter.

