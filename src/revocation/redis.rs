@@ -66,14 +66,38 @@
 //! Nothing read from Redis is trusted (`codec.rs`): a malformed key, value
 //! or log entry is skipped and counted in `Counter::MalformedRecords`.
 //!
-//! What Redis loses (restart without persistence, `FLUSHALL`) replicas keep
-//! in memory; a replica started afterwards does not see it.
+//! # Faults: nothing acknowledged is un-revoked silently
+//!
+//! * **Redis lost data** (restart without persistence, `FLUSHALL`, restore
+//!   from an older snapshot, the epoch key deleted): found by the follower
+//!   (`follower.rs`, `loss`) from the epoch, read on every catch-up and
+//!   pipelined with every heartbeat `XREAD`, or from the change log rolled
+//!   back behind the last entry applied. The replica keeps its memory, goes
+//!   live, then writes every live record it holds back (`writeback.rs`),
+//!   through the log so replicas started meanwhile get them too.
+//! * **Eviction**: a `maxmemory-policy` other than `noeviction`
+//!   (`policy.rs`) is refused at start ([`RedisError::EvictingPolicy`],
+//!   exit 2) and keeps a reconnecting follower `Down`. Managed Redis that
+//!   refuses `CONFIG` and `INFO`: a warning, not a refusal.
+//! * **Full Redis** (OOM): catching up only reads (a plain pipeline, not
+//!   MULTI, which a full Redis refuses), so replicas become ready; writes
+//!   get [`RedisError::Rejected`] (503); a write-back is retried every
+//!   [`RedisOptions::write_back_retry`].
+//! * **Silence** (a hung connection, a stalled Redis): every `XREAD` answer
+//!   confirms the replica current up to a known instant (the block's end
+//!   for an empty answer, the send for one with entries); the `XREAD`
+//!   blocks half of [`RedisOptions::max_staleness`]; a watchdog task turns
+//!   a `Live` replica [`SyncState::Stale`] once the last confirmation is
+//!   older than the bound (checked ten times per bound), and the next
+//!   answer makes it `Live` again.
 //!
 //! # Locks
 //!
 //! `writer.rs`: one `std::sync::Mutex` around the write connection handle and
-//! one around its backoff gate, each held for a clone or a swap only.
-//! Nothing else is locked; the follower owns its state.
+//! one around its backoff gate, each held for a clone or a swap only. The
+//! state `watch` channel's own lock, held by the follower and the watchdog
+//! for one compare-and-set of the state. Nothing else is locked; the
+//! follower owns its state, the confirmation instant is an atomic.
 
 mod codec;
 mod follower;

@@ -189,10 +189,8 @@ pub(crate) async fn run(store: Arc<RedisStore>, apply: Apply, held: Held) {
             }
             Err(Failure::Redis(e)) => {
                 let was = f.store.state();
-                if matches!(
-                    was,
-                    SyncState::Live | SyncState::CatchingUp | SyncState::Stale
-                ) {
+                // A stale replica was counted and logged by the watchdog.
+                if matches!(was, SyncState::Live | SyncState::CatchingUp) {
                     f.store.metrics.incr(Counter::StoreDisconnects);
                     tracing::warn!(url = %f.store.redacted_url, error = %e,
                         "revocation store connection lost; reconnecting");
@@ -366,7 +364,18 @@ impl Follower {
         conn: &mut MultiplexedConnection,
         lost: Loss,
     ) -> Result<(), Failure> {
-        let held = (self.held)();
+        // Walking a million entries takes tens of milliseconds: off the
+        // async workers.
+        let held = Arc::clone(&self.held);
+        let held = tokio::task::spawn_blocking(move || held())
+            .await
+            .map_err(|e| {
+                redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "write-back snapshot task failed",
+                    e.to_string(),
+                ))
+            })?;
         let store = Arc::clone(&self.store);
         let opts = &store.options;
         let retry_after = opts.write_back_retry;
@@ -421,8 +430,14 @@ impl Follower {
         retry_after: Duration,
     ) -> Result<(), Failure> {
         self.store.metrics.incr(Counter::StoreErrors);
-        tracing::warn!(url = %self.store.redacted_url, error = %e, retry_in = ?retry_after,
-            "Redis refused the write-back (full?); this replica keeps serving from memory and retries");
+        // Logged once per loss; the retries (every few seconds on a full
+        // Redis) at debug.
+        if self.write_back_after.is_none() {
+            tracing::warn!(url = %self.store.redacted_url, error = %e, retry_every = ?retry_after,
+                "Redis refused the write-back (full?); this replica keeps serving from memory and retries");
+        } else {
+            tracing::debug!(url = %self.store.redacted_url, error = %e, "write-back refused again");
+        }
         self.write_back_after = Some(Instant::now() + retry_after);
         Ok(())
     }

@@ -48,6 +48,26 @@ impl Replica {
             }
         })
     }
+    /// What the replica holds, as the gateway's write-back would see it.
+    fn held_fn(&self) -> Arc<dyn Fn() -> Vec<Record> + Send + Sync> {
+        let model = self.0.clone();
+        Arc::new(move || {
+            let m = model.lock().expect("test value");
+            let revoked = m.revoked.iter().map(|(key, expires_at)| Record::Revoke {
+                key: *key,
+                expires_at: *expires_at,
+            });
+            let watermarks = m
+                .watermarks
+                .iter()
+                .map(|(sub, (at, expires_at))| Record::Watermark {
+                    sub: sub.as_str().into(),
+                    at: *at,
+                    expires_at: *expires_at,
+                });
+            revoked.chain(watermarks).collect()
+        })
+    }
     fn revoked(&self, key: RevocationKey) -> bool {
         self.0
             .lock()
@@ -93,6 +113,12 @@ async fn store(url: &str) -> Arc<RedisStore> {
 async fn follow(store: &Arc<RedisStore>) -> (Replica, watch::Receiver<SyncState>) {
     let replica = Replica::default();
     let rx = store.spawn_follower(replica.apply_fn());
+    (replica, rx)
+}
+
+async fn follow_writing_back(store: &Arc<RedisStore>) -> (Replica, watch::Receiver<SyncState>) {
+    let replica = Replica::default();
+    let rx = store.spawn_follower_writing_back(replica.apply_fn(), replica.held_fn());
     (replica, rx)
 }
 
@@ -246,8 +272,9 @@ async fn redis_killed_then_restarted_empty() {
 }
 
 /// Redis restarted from a snapshot older than its last writes: the log was
-/// rolled back past B's position, so B does a full resync, and follows
-/// new writes afterwards.
+/// rolled back past B's position, so B does a full resync, writes back
+/// what the snapshot lacks (a late replica sees it; before issue 12 it did
+/// not), and follows new writes afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_with_data() {
     let Some(mut server) = RedisServer::start() else {
@@ -255,7 +282,7 @@ async fn redis_restarted_with_data() {
     };
     let a = store(&server.url()).await;
     let b = store(&server.url()).await;
-    let (on_b, _rx) = follow(&b).await;
+    let (on_b, _rx) = follow_writing_back(&b).await;
     live(&b).await;
     let (k1, r1) = revoke("saved");
     a.persist(&r1).await.expect("test value");
@@ -273,11 +300,13 @@ async fn redis_restarted_with_data() {
     assert!(wait_until(WAIT, || b.stats().full_resyncs >= 2).await);
     live(&b).await;
 
-    // A late replica sees the saved record; B keeps both.
+    // B writes back the record the snapshot lacks; a late replica sees both.
+    assert!(wait_until(WAIT, || b.stats().written_back >= 1).await);
+    assert_eq!(b.stats().data_losses, 1, "{:?}", b.stats());
     let c = store(&server.url()).await;
     let (on_c, _rxc) = follow(&c).await;
     live(&c).await;
-    assert!(on_c.revoked(k1));
+    assert!(on_c.revoked(k1) && on_c.revoked(k2));
     assert!(on_b.revoked(k1) && on_b.revoked(k2));
 
     let (k3, r3) = revoke("after");
@@ -632,4 +661,95 @@ async fn a_killed_write_connection_is_replaced_transparently() {
         .query(&mut server.connection())
         .expect("test value");
     assert!(stored);
+}
+
+/// The write-back scripts: a record is stored and logged only when Redis
+/// has nothing newer; a lift tombstone wins after a new dataset (it was made
+/// after the loss) but not after a rollback; a watermark is never lowered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_back_never_shortens_and_respects_lifts_made_after_a_loss() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut conn = server.connection();
+    let (revoke_sha, watermark_sha): (String, String) = writeback::load_pipeline()
+        .query(&mut conn)
+        .expect("SCRIPT LOAD");
+    let shas = writeback::Shas {
+        revoke: revoke_sha,
+        watermark: watermark_sha,
+    };
+    let (lifted, _) = revoke("lifted-after-the-loss");
+    let (longer, _) = revoke("longer-in-redis");
+    let (fresh, _) = revoke("fresh");
+    let set = |key: String, value: String| {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query(&mut server.connection())
+            .expect("SET");
+    };
+    set(format!("t:lift:{lifted}"), later(600).to_string());
+    set(format!("t:rev:{longer}"), later(9000).to_string());
+    set(
+        "t:wm:sam".to_string(),
+        format!("{} {}", later(100), later(9000)),
+    );
+    let records = [
+        Record::Revoke {
+            key: lifted,
+            expires_at: later(600),
+        },
+        Record::Revoke {
+            key: longer,
+            expires_at: later(600),
+        },
+        Record::Revoke {
+            key: fresh,
+            expires_at: later(600),
+        },
+        Record::Watermark {
+            sub: "sam".into(),
+            at: later(50),
+            expires_at: later(600),
+        },
+    ];
+    let batch = |respect_lifts| writeback::Batch {
+        prefix: "t:",
+        minid: 0,
+        maxlen: 1000,
+        respect_lifts,
+    };
+    let done: Vec<i64> = writeback::pipeline(&records, &shas, &batch(true))
+        .query(&mut conn)
+        .expect("write-back");
+    assert_eq!(done, vec![0, 0, 1, 0]);
+    let get = |key: String| -> Option<String> {
+        redis::cmd("GET")
+            .arg(key)
+            .query(&mut server.connection())
+            .expect("GET")
+    };
+    assert_eq!(get(format!("t:rev:{lifted}")), None);
+    assert_eq!(
+        get(format!("t:rev:{longer}")),
+        Some(later(9000).to_string())
+    );
+    assert_eq!(get(format!("t:rev:{fresh}")), Some(later(600).to_string()));
+    let logged: u64 = redis::cmd("XLEN")
+        .arg("t:log")
+        .query(&mut conn)
+        .expect("XLEN");
+    assert_eq!(logged, 1, "only what was stored is logged");
+    // Written back again (a second replica): nothing new.
+    let again: Vec<i64> = writeback::pipeline(&records, &shas, &batch(true))
+        .query(&mut conn)
+        .expect("write-back");
+    assert_eq!(again, vec![0, 0, 0, 0]);
+    // After a rollback the tombstone may be older than the revocation.
+    let rolled_back: Vec<i64> = writeback::pipeline(&records[..1], &shas, &batch(false))
+        .query(&mut conn)
+        .expect("write-back");
+    assert_eq!(rolled_back, vec![1]);
+    assert_eq!(get(format!("t:lift:{lifted}")), None);
 }
