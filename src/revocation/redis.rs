@@ -57,7 +57,9 @@
 //! 5,000-record burst p99 24-101 us. `persist`: 2,700-3,200 records/s from
 //! one writer, 11,300-12,800/s from 64 concurrent writers (pipelined on one
 //! connection). A late replica loads 100,000 entries by full resync in
-//! 0.4-1.2 s.
+//! 0.4-1.2 s, 1,000,000 in 5-17 s (`REVGATE_BENCH_RESYNC=1000000
+//! REVGATE_BENCH_ONLY=resync`, load average 9-10; unchanged by the
+//! fault handling, which adds three reads to a catch-up).
 //!
 //! Requires Redis 6.2 or later (or Valkey): `SET .. EXAT`, `XADD .. MINID`,
 //! `SCAN .. TYPE`. The scripts call `redis.replicate_commands()` where it
