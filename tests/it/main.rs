@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod pool;
 mod proxy;
+mod reference;
 mod reload;
 mod replicas;
 mod revocation;
