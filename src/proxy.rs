@@ -9,6 +9,7 @@ use crate::body::GatewayBody;
 use crate::config::{RouteConfig, ServerConfig};
 use crate::response::Reject;
 use crate::routes::Route;
+use crate::telemetry::ratelimit::RateLimit;
 use bytes::{BufMut, BytesMut};
 use client_body::{ClientBody, ClientBodyError};
 use headers::{is_websocket, is_websocket_upgrade, set_forwarded, strip_hop_by_hop};
@@ -115,7 +116,12 @@ impl Proxy {
                     Some(ClientBodyError::Timeout) => return Err(Reject::RequestTimeout),
                     None => {}
                 }
-                tracing::warn!(upstream = %pool.authority(), error = %e, "upstream request failed");
+                // An upstream that is down fails every request: one line a
+                // second, with the count of those not logged.
+                static UPSTREAM_FAILED: RateLimit = RateLimit::new(1000);
+                if let Some(suppressed) = UPSTREAM_FAILED.check() {
+                    tracing::warn!(upstream = %pool.authority(), error = %e, suppressed, "upstream request failed");
+                }
                 return Err(Reject::UpstreamUnreachable);
             }
             Ok(Ok(resp)) => resp,

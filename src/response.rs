@@ -4,6 +4,7 @@
 //! it is given a status, an error code and a cause.
 
 use crate::body::GatewayBody;
+use crate::telemetry::ratelimit::RateLimit;
 use crate::revocation::StoreError;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
@@ -166,8 +167,17 @@ impl Reject {
             Cause::Downstream => {
                 tracing::debug!(%peer, status, error = self.code(), "rejected")
             }
+            // The proxy logs why an upstream was unreachable (rate-limited);
+            // an outage fails every request, so one line here would be one
+            // per request.
+            Cause::Upstream if matches!(self, Reject::UpstreamUnreachable) => {
+                tracing::debug!(%peer, status, error = self.code(), "upstream failure")
+            }
             Cause::Upstream => {
-                tracing::warn!(%peer, status, error = self.code(), "upstream failure")
+                static UPSTREAM_FAILURE: RateLimit = RateLimit::new(1000);
+                if let Some(suppressed) = UPSTREAM_FAILURE.check() {
+                    tracing::warn!(%peer, status, error = self.code(), suppressed, "upstream failure")
+                }
             }
             Cause::Internal => {
                 tracing::error!(%peer, status, error = self.code(), "request failed")

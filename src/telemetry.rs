@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod metrics;
 mod process;
+pub mod ratelimit;
 
 pub use metrics::{Metrics, Outcome};
 
