@@ -1,14 +1,15 @@
 //! A Bloom filter in front of the revoked-key table and the watermarks: the hot path's answer for the
 //! common case, "never revoked", in one atomic load from a small array.
 //!
-//! Why: moka's concurrent table compares keys through two pointers per probe
-//! step (a boxed bucket, then the `Arc`'d key), so a lookup that misses in a
-//! large table costs several dependent cache misses (about 1 µs at 1M
-//! entries on our 2-core VM, where one dependent DRAM access costs 350-450
-//! ns). The filter is a blocked Bloom filter: a key maps to one 64-bit word
-//! and sets 4 bits in it; if any is clear the key is certainly absent,
-//! otherwise moka is asked. Sized to the live entries (16-32 bits each, so
-//! 1M entries take 2 MiB), not to the capacity.
+//! Why: a lookup that misses in a large table costs at least one dependent
+//! cache miss into memory the size of the blocklist (the revoked-key table
+//! in `table.rs` is about 50 MB at 1M entries; one dependent DRAM access
+//! costs 350-450 ns on our 2-core VM), and the watermarks' moka cache costs
+//! more (a boxed bucket, then the `Arc`'d key). The filter is a blocked Bloom
+//! filter: a key maps to one 64-bit word and sets 4 bits in it; if any is
+//! clear the key is certainly absent, otherwise the table (or, for a
+//! subject, the watermark cache) is asked. Sized to the live entries (16-32
+//! bits each, so 1M entries take 2 MiB), not to the capacity.
 //!
 //! Bits are never cleared: an expired or lifted entry only leaves a false
 //! positive behind. The filter is rebuilt from the caches when it gets too
@@ -118,7 +119,7 @@ impl Filter {
     }
 
     /// The filter hash of a subject: 8 bytes per step, seeded per process so
-    /// collisions cannot be precomputed (they would only cost a moka lookup).
+    /// collisions cannot be precomputed (they would only cost a table lookup).
     #[inline]
     pub(crate) fn hash_str(&self, s: &str) -> u64 {
         let mut h = self.seed ^ (s.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
