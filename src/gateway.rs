@@ -133,6 +133,7 @@ impl Gateway {
             }
         };
         self.slots.record(ctx.slot, outcome, start.elapsed());
+        self.slots.record_status(ctx.slot, resp.status().as_u16());
         match (&self.access_log, logged) {
             (Some(log), Some((time, method, uri))) => {
                 let pending = Box::new(PendingLog {

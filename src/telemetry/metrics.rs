@@ -73,9 +73,14 @@ const BUCKETS_US: [u64; 14] = [
     2_500_000, 10_000_000,
 ];
 
+/// Status classes of `revgate_responses_total`, by `status / 100 - 1`.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 struct RouteSlot {
     label: String,
     outcomes: [AtomicU64; OUTCOMES.len()],
+    /// Responses by status class.
+    classes: [AtomicU64; CLASSES.len()],
     buckets: [AtomicU64; BUCKETS_US.len()],
     count: AtomicU64,
     sum_us: AtomicU64,
@@ -86,6 +91,7 @@ impl RouteSlot {
         RouteSlot {
             label,
             outcomes: Default::default(),
+            classes: Default::default(),
             buckets: Default::default(),
             count: AtomicU64::new(0),
             sum_us: AtomicU64::new(0),
@@ -117,6 +123,14 @@ impl RouteSlots {
     /// The slot index for requests that matched nothing.
     pub fn unmatched_slot(&self) -> usize {
         self.slots.len() - 1
+    }
+
+    /// Counts one response by its status class (`revgate_responses_total`).
+    pub fn record_status(&self, slot: usize, status: u16) {
+        let class = usize::from(status / 100).wrapping_sub(1);
+        if let Some(c) = self.slots.get(slot).and_then(|s| s.classes.get(class)) {
+            c.fetch_add(1, Relaxed);
+        }
     }
 
     /// Counts one request.
@@ -351,6 +365,20 @@ impl Metrics {
                 }
             }
         }
+        out.push_str("# HELP revgate_responses_total Responses by route and status class\n");
+        out.push_str("# TYPE revgate_responses_total counter\n");
+        for s in &table.slots {
+            for (i, class) in CLASSES.iter().enumerate() {
+                let v = s.classes[i].load(Relaxed);
+                if v > 0 {
+                    let _ = writeln!(
+                        out,
+                        "revgate_responses_total{{route=\"{}\",code=\"{class}\"}} {v}",
+                        escape(&s.label)
+                    );
+                }
+            }
+        }
         out.push_str("# HELP revgate_request_duration_seconds Time from request headers to response headers\n");
         out.push_str("# TYPE revgate_request_duration_seconds histogram\n");
         for s in &table.slots {
@@ -460,6 +488,10 @@ mod tests {
         let m = Metrics::new(["/api/".to_string()]);
         m.record(0, Outcome::Forwarded, Duration::from_micros(700));
         m.record(0, Outcome::Revoked, Duration::from_micros(100));
+        m.current_slots().record_status(0, 200);
+        m.current_slots().record_status(0, 401);
+        m.current_slots().record_status(0, 401);
+        m.current_slots().record_status(0, 999);
         m.incr(Counter::Revocations);
         let text = m.render();
         assert!(
@@ -472,5 +504,27 @@ mod tests {
         assert!(text
             .contains("revgate_request_duration_seconds_bucket{route=\"/api/\",le=\"0.001\"} 2"));
         assert!(text.contains("revgate_revocations_total 1"));
+        assert!(text.contains("revgate_responses_total{route=\"/api/\",code=\"2xx\"} 1"));
+        assert!(text.contains("revgate_responses_total{route=\"/api/\",code=\"4xx\"} 2"));
+        assert!(
+            !text.contains("code=\"9"),
+            "an impossible status is not counted"
+        );
+    }
+
+    /// A reload's new table keeps the slots of the labels it keeps.
+    #[test]
+    fn route_slots_survive_a_reload_by_label() {
+        let m = Metrics::new(["/a/".to_string(), "/b/".to_string()]);
+        m.record(1, Outcome::Forwarded, Duration::from_micros(1));
+        let next = m.route_slots(["/b/".to_string(), "/c/".to_string()]);
+        next.record(0, Outcome::Forwarded, Duration::from_micros(1));
+        let text = m.render();
+        assert!(
+            text.contains("revgate_requests_total{route=\"/b/\",outcome=\"forwarded\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("route=\"/a/\""), "{text}");
+        assert_eq!(next.endpoint_slot(), 2);
     }
 }
