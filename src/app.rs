@@ -38,7 +38,7 @@ pub enum StartError {
 }
 
 impl StartError {
-    /// Whether this is a configuration problem (exit status 2, SPEC §1):
+    /// Whether this is a configuration problem (exit status 2):
     /// a bad key, an unusable key file or store URL, a store directory that
     /// cannot be created.
     pub fn is_config(&self) -> bool {

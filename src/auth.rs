@@ -2,7 +2,7 @@
 //!
 //! [`Authenticator`] is built once from `[jwt]` (keys loaded, one
 //! `jsonwebtoken::Validation` per allowed algorithm) and shared by every
-//! request. Verification follows SPEC §3.5: structure and base64, `alg` in the
+//! request. Verification, in this order: structure and base64, `alg` in the
 //! allow-list, key by `kid`, signature, `exp`, `nbf`, `iss`, `aud`. Revocation
 //! comes after, in the gateway.
 //!
@@ -187,7 +187,7 @@ impl Authenticator {
         extract::strip_unused(&self.sources, used, present, headers, uri)
     }
 
-    /// Verifies `token` per SPEC §3.5 — structure and base64, `alg` allowed
+    /// Verifies `token` in this order: structure and base64, `alg` allowed
     /// (never `none`; an HMAC alg is checked with the HMAC secret only, other
     /// algs with the public keys only), key by `kid` (an unknown `kid` may
     /// trigger one shared, rate-limited JWKS refetch), signature, `exp`

@@ -4,8 +4,8 @@
 //! it is given a status, an error code and a cause.
 
 use crate::body::GatewayBody;
-use crate::telemetry::ratelimit::RateLimit;
 use crate::revocation::StoreError;
+use crate::telemetry::ratelimit::RateLimit;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use std::net::SocketAddr;

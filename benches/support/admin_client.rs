@@ -1,4 +1,4 @@
-//! Setup through the gateway's admin API (SPEC §6): revocations are made
+//! Setup through the gateway's admin API: revocations are made
 //! with `POST /admin/revocations`, exactly as an operator would.
 //!
 //! The 1M pre-load goes straight into the blocklist instead (see

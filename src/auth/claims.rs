@@ -1,9 +1,9 @@
-//! The verified claims of a token, and the claim checks of SPEC §3.5 that
+//! The verified claims of a token, and the claim checks that
 //! follow the signature: `exp` (required), `nbf`, `iat`, `iss`, `aud`, in that
 //! order, all against one injected `now` and one leeway.
 //!
 //! These checks are ours rather than `jsonwebtoken`'s so that the order is
-//! exactly the SPEC's (the library reports a missing `iss` before an expired
+//! exactly the documented one (the library reports a missing `iss` before an expired
 //! `exp`), `iat` is bounded too, and tests can pass any `now`.
 
 use crate::response::Reject;

@@ -1,10 +1,10 @@
-//! The first steps of SPEC §3.5 — structure and base64, header `alg` in the
+//! The first steps of verification: structure and base64, header `alg` in the
 //! allow-list — and the signature check with `jsonwebtoken`, one
 //! [`Validation`] per allowed algorithm, built once.
 //!
 //! The `Validation`s pin the algorithm and check nothing else: the claim
 //! checks (`exp`, `nbf`, `iat`, `iss`, `aud`) are done afterwards by
-//! `claims.rs`, in the SPEC's order, with one leeway and an injectable clock.
+//! `claims.rs`, in the documented order, with one leeway and an injectable clock.
 
 use crate::response::Reject;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -81,7 +81,7 @@ impl Verifier {
             .iter()
             .map(|&alg| {
                 let mut v = Validation::new(alg);
-                // Claims are checked by `claims.rs`, in the SPEC's order.
+                // Claims are checked by `claims.rs`, in the documented order.
                 v.required_spec_claims.clear();
                 v.validate_exp = false;
                 v.validate_nbf = false;

@@ -1,4 +1,4 @@
-//! Token verification on the request path (SPEC §3 steps 3-7).
+//! Token verification on the request path (extract, verify, revocation, scopes, claim headers).
 
 use crate::support::*;
 use hyper::StatusCode;

@@ -1,5 +1,4 @@
-//! Logout, logout-all, RFC 7009, the admin API, expiry and durability
-//! (SPEC §4-6).
+//! Logout, logout-all, RFC 7009, the admin API, expiry and durability.
 
 use crate::support::*;
 use hyper::StatusCode;
