@@ -84,7 +84,7 @@ impl Admin {
         match path {
             "/healthz" => only_get(&req).map(|_| text(StatusCode::OK, "ok\n")),
             "/readyz" => only_get(&req).map(|_| {
-                if self.store.is_ok() {
+                if self.store.is_ready() {
                     text(StatusCode::OK, "ready\n")
                 } else {
                     text(

@@ -59,6 +59,21 @@ pub enum Command {
     /// Revoke through the admin API (operators): a jti, a whole token, or
     /// every token of a subject.
     Revoke(RevokeArgs),
+    /// The durable revocation store, offline.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `revgate store ...`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Read a store completely and check every checksum (exit 0: intact,
+    /// 2: damaged or missing). Needs no config.
+    Verify {
+        /// The store directory (`revocation.path`) or its log file.
+        #[arg(long, value_name = "PATH")]
+        path: PathBuf,
+    },
 }
 
 /// `revgate revoke` options: exactly one of `--jti`, `--token`, `--sub`.

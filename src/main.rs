@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use revgate::app::App;
-use revgate::cli::{Cli, Command};
+use revgate::cli::{Cli, Command, StoreCommand};
 use revgate::config::{Config, Secrets};
 use std::process::ExitCode;
 
@@ -18,6 +18,8 @@ fn main() -> ExitCode {
             clap_complete::generate(*shell, &mut command, "revgate", &mut std::io::stdout());
             return ExitCode::SUCCESS;
         }
+        // Needs no config.
+        Some(Command::Store(StoreCommand::Verify { path })) => return verify_store(path),
         Some(Command::Demo) => {
             revgate::demo::default_env();
             Secrets::All
@@ -50,8 +52,43 @@ fn main() -> ExitCode {
         Some(Command::Revoke(args)) => revoke(&config, &args),
         Some(Command::Demo) => run(config, &cli.config, true),
         // Answered before the config is read.
-        Some(Command::Completions { .. }) => ExitCode::SUCCESS,
+        Some(Command::Completions { .. }) | Some(Command::Store(_)) => ExitCode::SUCCESS,
         None => run(config, &cli.config, false),
+    }
+}
+
+/// `revgate store verify`: one line; exit 0 when the store reads back
+/// completely and exactly, 2 otherwise.
+fn verify_store(path: &std::path::Path) -> ExitCode {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match revgate::revocation::verify(path, now) {
+        Ok(v) => {
+            let kind = if v.legacy {
+                "redb store of an older build, migrated at the next start"
+            } else {
+                "log"
+            };
+            let torn = if v.torn > 0 {
+                format!(", {} unacknowledged bytes of a torn tail to cut", v.torn)
+            } else {
+                String::new()
+            };
+            println!(
+                "{}: ok ({kind}: {} revocations, {} watermarks, {} of them expired, {} bytes{torn})",
+                v.path.display(),
+                v.revocations,
+                v.watermarks,
+                v.expired,
+                v.bytes
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("revgate: store verify: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 
@@ -145,6 +182,10 @@ fn run(config: Config, path: &std::path::Path, demo: bool) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => match e.downcast_ref::<revgate::app::StartError>() {
+            Some(revgate::app::StartError::Store(store)) if store.is_config() => {
+                eprintln!("revgate: {store}");
+                ExitCode::from(EXIT_CONFIG)
+            }
             Some(start) if start.is_config() => {
                 eprintln!("revgate: config error: {start}");
                 ExitCode::from(EXIT_CONFIG)

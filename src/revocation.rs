@@ -19,7 +19,8 @@
 //! | `revocation/blocklist.rs` | revoked keys and watermarks in memory, capacity accounting, the hot-path check |
 //! | `revocation/table.rs` | the revoked-key table: sharded open addressing, 24 bytes a slot |
 //! | `revocation/filter.rs` | a Bloom filter answering "never revoked" before the table is asked |
-//! | `revocation/local.rs` | the redb store: one writer thread, group commit, load at start, sweeper |
+//! | `revocation/local.rs` | the durable store: one writer thread, group commit, strict load at start, recovery from write errors, compaction, redb migration |
+//! | `revocation/local/log.rs` | its on-disk format: header, checksummed frames, the strict reader |
 //! | `revocation/redis.rs`, `revocation/redis/` | the shared store: writer, follower, codec |
 //! | `revocation/clock.rs` | [`Clock`]: UNIX seconds, injectable for tests |
 //! | `revocation/health.rs` | [`StoreHealth`]: whether the store can be trusted now (`/readyz`, `on_store_down`) |
@@ -44,9 +45,12 @@
 //!
 //! # Durability
 //! With a path, every record goes through the writer thread of
-//! `local.rs`, which commits batches with one fsync each, then updates memory
-//! and acks. Memory only ever holds what is on disk; a failed commit is
-//! reported as [`StoreError::Unavailable`] and changes nothing.
+//! `local.rs`, which appends batches with one fsync each, then updates memory
+//! and acks. Memory only ever holds what is on disk; a failed write is
+//! reported as [`StoreError::Unavailable`], changes nothing, and makes
+//! [`StoreHealth::is_ready`] false (`/readyz` 503) until the store has
+//! recovered by itself. A store that cannot be read completely and exactly
+//! is refused at open ([`StoreOpenError::Damaged`]).
 //!
 //! # Where the locks are
 //! - Hot path ([`Revocations::is_revoked`]): a key never revoked (the common
@@ -62,8 +66,8 @@
 //! - moka internals, on watermark writes only: a per-key waiter lock
 //!   (`and_compute_with`) and the housekeeping `try_lock`.
 //! - The writer's request queue: a bounded tokio mpsc channel (a semaphore,
-//!   no lock held across I/O). redb's own write lock is only ever taken by the
-//!   writer thread, which owns the database.
+//!   no lock held across I/O). The log file is only ever written by the
+//!   writer thread, which owns it (and the directory's `flock`).
 //! - Metrics: the gauge registry's `RwLock` in `telemetry::metrics`, taken
 //!   once here and at each scrape.
 //!
@@ -87,6 +91,7 @@ mod table;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use health::StoreHealth;
 pub use key::{token_fingerprint, RevocationKey, TokenKeys};
+pub use local::{verify, Verified, VerifyError};
 pub use policy::Policy;
 pub use record::Record;
 
@@ -105,8 +110,9 @@ use std::time::Duration;
 /// capacity slots.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How often expired records are deleted from disk. Expired records on disk
-/// are harmless (never loaded), so this only bounds the file's growth.
+/// How often the durable log is asked whether a compaction is due (it
+/// decides). Expired records on disk are harmless (never loaded), so this
+/// only bounds the file's growth.
 const SWEEP_EVERY_TICKS: u64 = 60;
 
 /// At most one "blocklist full" alarm per this many seconds in the log (the
@@ -145,14 +151,28 @@ pub enum StoreOpenError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The database file could not be opened, created or read (also: another
-    /// process has it open).
-    #[error("revocation.path: cannot open the revocation database {path:?}: {source}")]
-    Database {
-        /// The database file.
+    /// A store file could not be opened, created or written.
+    #[error("revocation.path: {path:?}: {source}")]
+    Io {
+        /// The file.
         path: PathBuf,
-        /// redb's error.
-        source: Box<redb::Error>,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another process has the store open.
+    #[error("revocation.path: the store is in use by another process (lock {path:?} is held)")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The store exists but cannot be read completely and exactly: the
+    /// gateway refuses to start rather than serve a partial blocklist.
+    #[error("revocation store {path:?} is damaged: {reason}; refusing to start (check it with `revgate store verify --path`)")]
+    Damaged {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        reason: String,
     },
     /// The writer thread could not be started.
     #[error("revocation store: cannot start the writer thread: {source}")]
@@ -169,20 +189,23 @@ pub enum StoreOpenError {
 }
 
 impl StoreOpenError {
-    /// Whether the configuration is at fault (exit status 2): an unusable
-    /// store URL or credentials, a store directory that cannot be created.
+    /// Whether the gateway must not start and exit with status 2: an
+    /// unusable store URL or credentials, a store directory that cannot be
+    /// created, a damaged store, a store another process holds.
     pub fn is_config(&self) -> bool {
         match self {
-            StoreOpenError::CreateDir { .. } => true,
+            StoreOpenError::CreateDir { .. }
+            | StoreOpenError::Damaged { .. }
+            | StoreOpenError::Locked { .. } => true,
             StoreOpenError::Redis(e) => matches!(
                 e,
                 redis::RedisError::InvalidUrl { .. }
                     | redis::RedisError::Auth { .. }
                     | redis::RedisError::EvictingPolicy { .. }
             ),
-            StoreOpenError::Database { .. }
-            | StoreOpenError::Thread { .. }
-            | StoreOpenError::Task(_) => false,
+            StoreOpenError::Io { .. } | StoreOpenError::Thread { .. } | StoreOpenError::Task(_) => {
+                false
+            }
         }
     }
 }
@@ -212,7 +235,7 @@ impl Via {
 enum Backend {
     /// No path: memory only, lost on restart.
     Memory,
-    /// redb in `revocation.path`.
+    /// The append-only log in `revocation.path`.
     Local(LocalStore),
     /// Shared through Redis: records are persisted there first, and every
     /// replica's follower applies them (its own included) to memory.
@@ -236,9 +259,9 @@ pub struct Revocations {
 
 impl Revocations {
     /// Opens the store per `cfg`, on the system clock: memory only when
-    /// `cfg.path` is `None` (a warning is logged), else a redb database in
-    /// that directory (created if missing), whose unexpired records are all
-    /// loaded. `policy` comes from `[jwt]` ([`Policy::from_config`]).
+    /// `cfg.path` is `None` (a warning is logged), else the durable log in
+    /// that directory (created if missing; a redb store of an older build is
+    /// migrated), whose unexpired records are all loaded. `policy` comes from `[jwt]` ([`Policy::from_config`]).
     pub async fn open(
         cfg: &RevocationConfig,
         policy: Policy,
@@ -322,6 +345,9 @@ impl Revocations {
             closed: AtomicBool::new(false),
             last_full_alarm: AtomicU64::new(0),
         });
+        if let Backend::Local(store) = &revocations.backend {
+            follow_writable(store.health(), Arc::downgrade(&revocations.health));
+        }
         let gauge: Weak<Blocklist> = Arc::downgrade(&revocations.memory);
         metrics.add_gauges(Box::new(move || {
             gauge.upgrade().map_or_else(Vec::new, |b| {
@@ -617,8 +643,9 @@ impl Revocations {
         self.memory.maintain_filter();
     }
 
-    /// Deletes expired records from disk now and returns how many (0 without
-    /// a durable store). Also runs every minute on its own.
+    /// Compacts the durable log now (expired records leave the disk) and
+    /// returns how many expired records left (0 without a durable store).
+    /// Also runs on its own when the log has doubled, and hourly.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Memory | Backend::Redis(_) => Ok(0),
@@ -718,7 +745,7 @@ impl Revocations {
         self.legacy.tick(self.memory.clock().now());
         self.memory.run_pending_tasks();
         self.memory.maintain_filter();
-        if tick % SWEEP_EVERY_TICKS == 0 {
+        if tick.is_multiple_of(SWEEP_EVERY_TICKS) {
             if let Backend::Local(store) = &self.backend {
                 store.request_sweep();
             }
@@ -752,7 +779,25 @@ fn follow_sync_state(
     });
 }
 
-/// Runs memory housekeeping every second and a disk sweep every minute, for
+/// Mirrors whether the local store takes writes into the health (the store
+/// logs the changes itself).
+fn follow_writable(mut writable: tokio::sync::watch::Receiver<bool>, health: Weak<StoreHealth>) {
+    tokio::spawn(async move {
+        loop {
+            let ok = *writable.borrow_and_update();
+            let Some(health) = health.upgrade() else {
+                return;
+            };
+            health.set_writes_ok(ok);
+            drop(health);
+            if writable.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Runs memory housekeeping every second and asks for a log compaction every minute, for
 /// as long as the [`Revocations`] lives.
 async fn housekeeping(revocations: Weak<Revocations>) {
     let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);

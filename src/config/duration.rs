@@ -58,7 +58,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
 /// Formats a duration the way [`parse_duration`] reads it (for `mint --ttl` help and logs).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
     } else {
         format!("{}s", ms / 1000)

@@ -1,6 +1,7 @@
 //! Whether the revocation store can be trusted right now: read by `/readyz`
 //! and by the `on_store_down` gate of authenticated routes, written by the
-//! store itself (the Redis follower's sync state).
+//! store itself (the Redis follower's sync state; whether the local store
+//! takes writes).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,6 +15,9 @@ pub struct StoreHealth {
     /// blocklist in memory was complete at some point (what
     /// `on_store_down = "allow"` needs before it serves from memory).
     synced_once: AtomicBool,
+    /// The durable local store takes writes (false from a write error until
+    /// it has recovered by itself).
+    writes_ok: AtomicBool,
 }
 
 impl StoreHealth {
@@ -22,6 +26,7 @@ impl StoreHealth {
         StoreHealth {
             ok: AtomicBool::new(true),
             synced_once: AtomicBool::new(true),
+            writes_ok: AtomicBool::new(true),
         }
     }
 
@@ -45,10 +50,23 @@ impl StoreHealth {
         self.synced_once.load(Ordering::Acquire)
     }
 
-    /// Whether the store is usable: the blocklist in memory is current and
-    /// writes can be made durable.
+    /// Whether the store is usable: the blocklist in memory is current (the
+    /// `on_store_down` gate).
     pub fn is_ok(&self) -> bool {
         self.ok.load(Ordering::Acquire)
+    }
+
+    /// Records whether the durable local store takes writes. A local store
+    /// that cannot write still holds every acknowledged record in memory, so
+    /// this affects `/readyz` only, not the gate.
+    pub fn set_writes_ok(&self, ok: bool) {
+        self.writes_ok.store(ok, Ordering::Release);
+    }
+
+    /// What `/readyz` answers: the blocklist is current and revocations can
+    /// be made durable.
+    pub fn is_ready(&self) -> bool {
+        self.is_ok() && self.writes_ok.load(Ordering::Acquire)
     }
 }
 
@@ -61,6 +79,18 @@ impl Default for StoreHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store that cannot write is not ready, but its memory still answers
+    /// checks (the gate stays open).
+    #[test]
+    fn failing_writes_make_it_unready_but_keep_it_ok() {
+        let h = StoreHealth::new();
+        h.set_writes_ok(false);
+        assert!(h.is_ok());
+        assert!(!h.is_ready());
+        h.set_writes_ok(true);
+        assert!(h.is_ready());
+    }
 
     #[test]
     fn healthy_until_told_otherwise() {

@@ -13,4 +13,5 @@ mod replicas;
 mod revocation;
 mod revocation_policy;
 mod security;
+mod store;
 mod support;
