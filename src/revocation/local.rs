@@ -359,6 +359,19 @@ fn cut(path: &Path, end: u64) -> io::Result<File> {
 /// Writes `records` as a fresh log replacing the current one (temp file,
 /// fsync, rename, directory fsync); returns its length.
 fn write_snapshot(dir: &Path, records: impl Iterator<Item = Record>) -> io::Result<u64> {
+    let len = write_tmp(dir, records)?;
+    let tmp = dir.join(TMP_NAME);
+    if let Err(e) = std::fs::rename(&tmp, dir.join(FILE_NAME)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)?;
+    Ok(len)
+}
+
+/// Writes `records` as a complete, fsync'd log in the temp file; returns
+/// its length. On an error the temp file is removed.
+fn write_tmp(dir: &Path, records: impl Iterator<Item = Record>) -> io::Result<u64> {
     let tmp = dir.join(TMP_NAME);
     let result = (|| {
         let file = File::create(&tmp)?;
@@ -379,8 +392,6 @@ fn write_snapshot(dir: &Path, records: impl Iterator<Item = Record>) -> io::Resu
         drop(out);
         file.write_all_at(&log::header(len), 0)?;
         file.sync_all()?;
-        std::fs::rename(&tmp, dir.join(FILE_NAME))?;
-        sync_dir(dir)?;
         Ok(len)
     })();
     if result.is_err() {
@@ -541,7 +552,9 @@ impl Writer {
 
     /// Tries to make the log writable again; true once it is.
     fn recover(&mut self) -> bool {
-        let attempt = probe(&self.dir).and_then(|()| cut(&self.path, self.end));
+        let attempt = probe(&self.dir)
+            .and_then(|()| cut(&self.path, self.end))
+            .and_then(|f| sync_dir(&self.dir).map(|()| f));
         match attempt {
             Ok(file) => {
                 self.file = file;
@@ -595,10 +608,25 @@ impl Writer {
         drop(bytes);
         let now = self.memory.clock().now();
         let removed = scan.state.expired(now);
-        let end = write_snapshot(&self.dir, scan.state.live(now))?;
-        self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        let end = write_tmp(&self.dir, scan.state.live(now))?;
+        let tmp = self.dir.join(TMP_NAME);
+        if let Err(e) = std::fs::rename(&tmp, &self.path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e); // the log is unchanged
+        }
+        // The new log is in place: from here on, failing to use it is a
+        // write fault (appends must never go to the replaced file).
         self.end = end;
         self.snapshot_len = end;
+        let reopened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .and_then(|f| sync_dir(&self.dir).map(|()| f));
+        match reopened {
+            Ok(file) => self.file = file,
+            Err(error) => self.fail(&error, 0),
+        }
         Ok(removed)
     }
 }
