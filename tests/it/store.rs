@@ -170,10 +170,12 @@ async fn store_with_flipped_bytes_refuses_to_start() {
         }
     })
     .await;
-    // A single flipped bit in the last record is enough.
+    // A single flipped bit in the last committed byte is enough. (The
+    // zeros the writer preallocates past it are not records: damage there
+    // loses nothing.)
     refuses_when("store-one-bit", |b| {
-        let last = b.len() - 1;
-        b[last] ^= 1;
+        let committed = u64::from_le_bytes(b[16..24].try_into().expect("8 bytes"));
+        b[committed as usize - 1] ^= 1;
     })
     .await;
 }
@@ -283,10 +285,10 @@ async fn disk_full_answers_503_turns_readyz_503_and_recovers_without_restart() {
     let good = token("carol", "orders:read");
 
     let filler = fill(&fs.0);
-    // A write may still fit in the log's last page; each one answered 200
-    // is durable. The first one that needs a new page fails.
+    // Writes still fit in the zeros the log wrote ahead; each one answered
+    // 200 is durable. The first one that needs new space fails.
     let mut refused = None;
-    for n in 0..1000 {
+    for n in 0..20_000 {
         let jti = format!("during-fault-{n}");
         match revoke_jti(&gw, &jti).await {
             StatusCode::OK => acked.push(jti),
@@ -356,6 +358,16 @@ async fn disk_full_answers_503_turns_readyz_503_and_recovers_without_restart() {
     );
 }
 
+/// A child process killed if the test ends early.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -383,14 +395,24 @@ async fn disk_full_logs_one_error_line_per_fault() {
     let cfg = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{cfg}");
     let path = fs.0.join("gateway.toml");
     std::fs::write(&path, cfg).expect("write config");
-    let child = Command::new(env!("CARGO_BIN_EXE_revgate"))
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway");
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_revgate"))
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gateway"),
+    );
+    let child = &mut child.0;
+    // Drained as it comes: a full pipe would block the gateway's logging.
+    let mut stderr = child.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
     let admin_base = format!("http://127.0.0.1:{admin_port}");
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let revoke = |jti: String| {
@@ -410,7 +432,7 @@ async fn disk_full_logs_one_error_line_per_fault() {
     assert_eq!(revoke("first".into()).await, StatusCode::OK);
     let filler = fill(&fs.0);
     let mut refused = 0;
-    for n in 0..1000 {
+    for n in 0..20_000 {
         if revoke(format!("full-{n}")).await == StatusCode::SERVICE_UNAVAILABLE {
             refused += 1;
             if refused == 20 {
@@ -431,8 +453,8 @@ async fn disk_full_logs_one_error_line_per_fault() {
         .status()
         .expect("kill");
     assert!(killed.success());
-    let out = child.wait_with_output().expect("output");
-    let log = String::from_utf8_lossy(&out.stderr);
+    let _ = child.wait();
+    let log = log.join().expect("log reader");
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 1, "{log}");
     assert!(errors[0].contains("revocation store write failed"), "{log}");

@@ -184,14 +184,26 @@ pub(crate) struct Scan {
     pub(crate) state: State,
     /// End of the last valid frame: where the next frame goes.
     pub(crate) end: u64,
-    /// Bytes past `end` (a torn, unacknowledged tail).
+    /// Bytes past `end` holding a torn, unacknowledged write.
     pub(crate) torn: u64,
+    /// Bytes past `end` that are all zero (preallocated by the writer).
+    pub(crate) padding: u64,
     pub(crate) frames: u64,
     pub(crate) records: u64,
 }
 
 /// Reads a whole log file's bytes, strictly below the committed length.
 pub(crate) fn scan(bytes: &[u8]) -> Result<Scan, Damage> {
+    let mut state = State::default();
+    let mut scan = scan_with(bytes, |r| state.apply(r))?;
+    scan.state = state;
+    Ok(scan)
+}
+
+/// [`scan`], handing each record to `visit` in log order instead of
+/// building a [`State`] (the store's start-up path). On damage, `visit` has
+/// seen part of the log: discard what it built.
+pub(crate) fn scan_with(bytes: &[u8], mut visit: impl FnMut(Record)) -> Result<Scan, Damage> {
     let len = bytes.len() as u64;
     if len == 0 {
         return Err(damage(
@@ -237,9 +249,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Result<Scan, Damage> {
             Ok((next, records)) => {
                 scan.frames += 1;
                 scan.records += records.len() as u64;
-                for r in records {
-                    scan.state.apply(r);
-                }
+                records.into_iter().for_each(&mut visit);
                 off = next;
             }
             // Past the committed end: never acknowledged, a torn tail.
@@ -251,7 +261,14 @@ pub(crate) fn scan(bytes: &[u8]) -> Result<Scan, Damage> {
         return Err(damage(off, "a frame crosses the committed end"));
     }
     scan.end = off;
-    scan.torn = len - off;
+    // The writer preallocates with zeros past the end; anything else there
+    // is a torn write.
+    let tail = bytes.get(off as usize..).unwrap_or_default();
+    if tail.iter().all(|&b| b == 0) {
+        scan.padding = len - off;
+    } else {
+        scan.torn = len - off;
+    }
     Ok(scan)
 }
 
@@ -441,6 +458,10 @@ mod tests {
         assert_eq!((s.frames, s.records, s.torn), (2, 6, 0));
         assert_eq!(s.end, bytes.len() as u64);
         assert_eq!(s.state.revoked.get(&1), Some(&100), "only extends");
+        let mut zeros = bytes.clone();
+        zeros.resize(bytes.len() + 5000, 0);
+        let p = scan(&zeros).expect("preallocated zeros are not damage");
+        assert_eq!((p.end, p.torn, p.padding), (s.end, 0, 5000));
         assert_eq!(s.state.revoked.get(&2), None, "lifted");
         assert_eq!(s.state.watermarks.get("ünï"), Some(&(10, 300)));
         assert_eq!(s.state.expired(100), 1);
