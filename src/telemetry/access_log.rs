@@ -452,7 +452,7 @@ fn format_json(out: &mut String, e: &Entry) {
 /// controls, or anything outside ASCII (where Unicode controls live).
 fn needs_escape(s: &str) -> bool {
     s.bytes()
-        .any(|b| b == b'"' || b == b'\\' || b < 0x20 || b >= 0x7f)
+        .any(|b| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b))
 }
 
 /// Quotes, backslashes and control characters escaped, so a crafted `sub`
