@@ -117,8 +117,7 @@ impl AccessLog {
             path: config.path.clone(),
             format: config.format,
             shared: shared.clone(),
-            buf: Vec::with_capacity(BATCH_BYTES + 4096),
-            line: String::with_capacity(512),
+            buf: String::with_capacity(BATCH_BYTES + 4096),
             last_error_report: None,
             errors_since_report: 0,
         };
@@ -215,8 +214,8 @@ struct Writer {
     path: Option<PathBuf>,
     format: AccessLogFormat,
     shared: Arc<Shared>,
-    buf: Vec<u8>,
-    line: String,
+    /// The batch being formatted: lines are written straight into it.
+    buf: String,
     last_error_report: Option<Instant>,
     errors_since_report: u64,
 }
@@ -256,13 +255,11 @@ impl Writer {
     fn take(&mut self, msg: Msg, acks: &mut Vec<SyncSender<()>>) {
         match msg {
             Msg::Entry(e) => {
-                self.line.clear();
                 match self.format {
-                    AccessLogFormat::Text => format_text(&mut self.line, &e),
-                    AccessLogFormat::Json => format_json(&mut self.line, &e),
+                    AccessLogFormat::Text => format_text(&mut self.buf, &e),
+                    AccessLogFormat::Json => format_json(&mut self.buf, &e),
                 }
-                self.line.push('\n');
-                self.buf.extend_from_slice(self.line.as_bytes());
+                self.buf.push('\n');
                 self.shared.written.fetch_add(1, Relaxed);
             }
             Msg::Flush(ack) => acks.push(ack),
@@ -273,7 +270,7 @@ impl Writer {
         if self.buf.is_empty() {
             return;
         }
-        if let Err(e) = self.sink.write_all(&self.buf) {
+        if let Err(e) = self.sink.write_all(self.buf.as_bytes()) {
             self.report_error(&e);
         }
         self.buf.clear();
@@ -488,10 +485,38 @@ fn push_json_str(out: &mut String, s: &str) {
     }
 }
 
+thread_local! {
+    /// The writer's last formatted second, `YYYY-MM-DDTHH:MM:SS.`: lines
+    /// come in time order, so most reuse it.
+    static SECOND: std::cell::RefCell<(u64, String)> =
+        const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
 /// RFC 3339 in UTC with milliseconds.
 fn write_time(out: &mut String, t: SystemTime) {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
+    let cached = SECOND.with(|cell| {
+        let Ok(mut cached) = cell.try_borrow_mut() else {
+            return false;
+        };
+        if cached.0 != secs {
+            cached.1.clear();
+            write_second(&mut cached.1, secs);
+            cached.0 = secs;
+        }
+        out.push_str(&cached.1);
+        true
+    });
+    if !cached {
+        write_second(out, secs);
+    }
+    push_padded(out, u64::from(since.subsec_millis()), 3);
+    out.push('Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of a UNIX second.
+fn write_second(out: &mut String, secs: u64) {
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
     push_padded(out, u64::try_from(y).unwrap_or(0), 4);
@@ -506,8 +531,6 @@ fn write_time(out: &mut String, t: SystemTime) {
     out.push(':');
     push_padded(out, rem % 60, 2);
     out.push('.');
-    push_padded(out, u64::from(since.subsec_millis()), 3);
-    out.push('Z');
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
