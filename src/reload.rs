@@ -213,39 +213,37 @@ impl Reloader {
 /// The first key, in file order, that differs and that only a restart can
 /// change.
 fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
-    let refuse = |key| Err(ReloadError::NeedsRestart { key });
-    if old.server.listen != new.server.listen {
-        return refuse("server.listen");
-    }
-    if old.server.workers != new.server.workers {
-        return refuse("server.workers");
-    }
-    if old.server.max_connections != new.server.max_connections {
-        return refuse("server.max_connections");
-    }
-    if old.server.header_read_timeout != new.server.header_read_timeout {
-        return refuse("server.header_read_timeout");
-    }
-    if old.server.idle_timeout != new.server.idle_timeout {
-        return refuse("server.idle_timeout");
-    }
-    if old.server.shutdown_grace != new.server.shutdown_grace {
-        return refuse("server.shutdown_grace");
-    }
-    if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
-        return refuse("admin.listen");
-    }
-    let lifetimes = |c: &Config| c.jwt.as_ref().map(|j| (j.leeway, j.max_token_lifetime));
-    if lifetimes(old).map(|l| l.0) != lifetimes(new).map(|l| l.0) {
-        return refuse("jwt.leeway");
-    }
-    if lifetimes(old).map(|l| l.1) != lifetimes(new).map(|l| l.1) {
-        return refuse("jwt.max_token_lifetime");
+    let (o, n) = (&old.server, &new.server);
+    let admin = |c: &Config| c.admin.as_ref().map(|a| a.listen);
+    let leeway = |c: &Config| c.jwt.as_ref().map(|j| j.leeway);
+    let lifetime = |c: &Config| c.jwt.as_ref().map(|j| j.max_token_lifetime);
+    let changed = [
+        ("server.listen", o.listen != n.listen),
+        ("server.workers", o.workers != n.workers),
+        (
+            "server.max_connections",
+            o.max_connections != n.max_connections,
+        ),
+        (
+            "server.header_read_timeout",
+            o.header_read_timeout != n.header_read_timeout,
+        ),
+        ("server.idle_timeout", o.idle_timeout != n.idle_timeout),
+        (
+            "server.shutdown_grace",
+            o.shutdown_grace != n.shutdown_grace,
+        ),
+        ("admin.listen", admin(old) != admin(new)),
+        ("jwt.leeway", leeway(old) != leeway(new)),
+        ("jwt.max_token_lifetime", lifetime(old) != lifetime(new)),
+    ];
+    if let Some((key, _)) = changed.iter().find(|(_, differs)| *differs) {
+        return Err(ReloadError::NeedsRestart { key });
     }
     // The store, its path or URL, prefix, capacity and policies are the
     // revocations' own, opened once.
     if format!("{:?}", old.revocation) != format!("{:?}", new.revocation) {
-        return refuse("revocation");
+        return Err(ReloadError::NeedsRestart { key: "revocation" });
     }
     Ok(())
 }
