@@ -5,13 +5,12 @@
 //! object, so forwarding a response costs no allocation.
 
 use crate::proxy::pool::PooledBody;
-use crate::telemetry::access_log::{AccessLog, Entry};
+use crate::telemetry::access_log::Record;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 pin_project_lite::pin_project! {
     /// Body of every response the gateway sends.
@@ -19,7 +18,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Inner,
         // Boxed: `None` costs one word when the access log is off.
-        log: Option<Box<PendingLog>>,
+        log: Option<Box<Record>>,
     }
 
     impl PinnedDrop for GatewayBody {
@@ -40,25 +39,6 @@ pin_project_lite::pin_project! {
         Upstream { #[pin] body: PooledBody },
         /// Produced by the gateway itself.
         Local { #[pin] body: Full<Bytes> },
-    }
-}
-
-/// A request's access-log line, completed by its response body.
-pub(crate) struct PendingLog {
-    pub(crate) entry: Entry,
-    pub(crate) log: AccessLog,
-    pub(crate) start: Instant,
-}
-
-impl PendingLog {
-    fn finish(self: Box<Self>) {
-        let PendingLog {
-            mut entry,
-            log,
-            start,
-        } = *self;
-        entry.total = start.elapsed();
-        log.log(entry);
     }
 }
 
@@ -89,7 +69,7 @@ impl GatewayBody {
     /// Attaches the request's access-log line, written when this body ends.
     /// A body that is already complete (an empty one, as for `HEAD` or a
     /// 204) writes it at once.
-    pub(crate) fn log_on_end(mut self, pending: Box<PendingLog>) -> Self {
+    pub(crate) fn log_on_end(mut self, pending: Box<Record>) -> Self {
         if self.is_end_stream() {
             pending.finish();
         } else {
@@ -117,8 +97,8 @@ impl Body for GatewayBody {
         if let Some(pending) = this.log {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        pending.entry.bytes += data.len() as u64;
+                    if let (Some(data), Some(entry)) = (frame.data_ref(), pending.entry_mut()) {
+                        entry.bytes += data.len() as u64;
                     }
                 }
                 Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {

@@ -9,7 +9,6 @@ mod view;
 
 use crate::auth::{Authenticator, Claims};
 use crate::body::GatewayBody;
-use crate::body::PendingLog;
 use crate::config::{AuthMode, Config, OnStoreDown, Underscores};
 use crate::endpoints::Endpoints;
 use crate::proxy::Proxy;
@@ -24,7 +23,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, AUTHORIZATION};
 use hyper::{Request, Response};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// What the phases learn about one request, for the metrics and the log.
 struct RequestCtx {
@@ -115,7 +114,7 @@ impl Gateway {
         let logged = self
             .access_log
             .as_ref()
-            .map(|_| (SystemTime::now(), req.method().clone(), req.uri().clone()));
+            .map(|_| (req.method().clone(), req.uri().clone()));
         let mut ctx = RequestCtx {
             slot: self.slots.unmatched_slot(),
             route: None,
@@ -135,10 +134,9 @@ impl Gateway {
         self.slots.record(ctx.slot, outcome, start.elapsed());
         self.slots.record_status(ctx.slot, resp.status().as_u16());
         match (&self.access_log, logged) {
-            (Some(log), Some((time, method, uri))) => {
-                let pending = Box::new(PendingLog {
-                    entry: Entry {
-                        time,
+            (Some(log), Some((method, uri))) => {
+                let pending = log.record(
+                    Entry {
                         peer: peer.addr,
                         method,
                         uri,
@@ -150,9 +148,8 @@ impl Gateway {
                         total: Default::default(),
                         claims: ctx.claims,
                     },
-                    log: log.clone(),
                     start,
-                });
+                );
                 resp.map(|body| body.log_on_end(pending))
             }
             _ => resp,
