@@ -55,6 +55,8 @@ impl StartError {
 /// starting anything: keys load (a `jwks_url` is fetched) and a Redis URL
 /// parses. The durable store is not opened (a running gateway holds it).
 pub async fn check(config: &Config) -> Result<(), StartError> {
+    // The certificates were read and matched to their keys by the loading.
+    crate::tls::Listeners::new(config)?;
     if let Some(jwt) = &config.jwt {
         Authenticator::new(jwt).await?;
     }
@@ -119,6 +121,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub revocations: Arc<Revocations>,
     pub access_log: Option<AccessLog>,
+    /// The listeners' TLS servers; a reload re-reads their certificates.
+    pub tls: crate::tls::Listeners,
     /// Set by [`App::build_reloadable`]; SIGHUP and `/admin/reload` use it.
     reload: Option<(ReloadHandle, Reloader)>,
 }
@@ -137,6 +141,7 @@ impl App {
     }
 
     async fn build_inner(config: Config, path: Option<PathBuf>) -> Result<App, StartError> {
+        let tls = crate::tls::Listeners::new(&config)?;
         let metrics = Arc::new(Metrics::new(RouteTable::labels(&config.routes)));
         let policy = Policy::from_config(config.jwt.as_ref());
         let revocations = Revocations::open(&config.revocation, policy, metrics.clone()).await?;
@@ -169,6 +174,7 @@ impl App {
                     shared,
                     gateway.clone(),
                     admin.clone(),
+                    tls.clone(),
                     inbox,
                 ),
             )),
@@ -181,6 +187,7 @@ impl App {
             metrics,
             revocations,
             access_log,
+            tls,
             reload,
         })
     }
@@ -218,10 +225,14 @@ impl App {
         }
         reopen_on_sigusr1(self.gateway.clone());
         let settings = ConnSettings::new(&self.config.server);
+        let admin_settings = settings
+            .with_limit(crate::server::ADMIN_MAX_CONNECTIONS)
+            .with_tls(self.tls.admin.clone());
+        let settings = settings.with_tls(self.tls.main.clone());
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop_tx, stop_rx) = watch::channel(false);
         if let Ok(addr) = main.local_addr() {
-            tracing::info!(%addr, "gateway listening");
+            tracing::info!(%addr, tls = self.tls.main.is_some(), "gateway listening");
         }
         let mut loops = vec![tokio::spawn(accept_loop(
             main,
@@ -232,12 +243,12 @@ impl App {
         ))];
         if let Some(listener) = admin {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "admin listening");
+                tracing::info!(%addr, tls = self.tls.admin.is_some(), "admin listening");
             }
             loops.push(tokio::spawn(accept_loop(
                 listener,
                 self.admin.clone(),
-                settings.with_limit(crate::server::ADMIN_MAX_CONNECTIONS),
+                admin_settings,
                 graceful.clone(),
                 stop_rx,
             )));

@@ -52,7 +52,13 @@ pub enum Command {
     },
     /// Run the gateway from the config together with a built-in echo
     /// upstream, and print commands to try.
-    Demo,
+    Demo {
+        /// Serve the main listener over TLS with a throwaway certificate
+        /// (and CA) generated into a temporary directory; the printed curl
+        /// commands pass that CA with `--cacert`.
+        #[arg(long)]
+        tls: bool,
+    },
     /// Print one token signed with the configured HMAC secret or
     /// `jwt.signing_key_file` (for development, tests and benches).
     Mint(MintArgs),

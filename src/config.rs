@@ -9,11 +9,13 @@ pub mod raw;
 
 pub use duration::{format_duration, parse_duration};
 
+use crate::tls::{ListenerTls, UpstreamTls};
 use hyper::header::HeaderName;
 use hyper::http::uri::Authority;
 use hyper::Uri;
 use raw::{
     RawAccessLog, RawAdmin, RawConfig, RawEndpoints, RawJwt, RawRevocation, RawRoute, RawServer,
+    RawTls,
 };
 use std::collections::HashSet;
 use std::fmt;
@@ -207,6 +209,8 @@ pub struct ServerConfig {
     pub upstream_idle_per_host: usize,
     /// How long an idle pooled upstream connection is kept.
     pub upstream_idle_timeout: Duration,
+    /// `[server.tls]`: `None` serves cleartext HTTP/1.1 and h2c.
+    pub tls: Option<ListenerTls>,
 }
 
 /// `server.underscores_in_headers`: client header names with `_`, which a
@@ -229,6 +233,8 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// `None`: `/admin/*` answers 404.
     pub token: Option<Secret>,
+    /// `[admin.tls]`: `None` serves cleartext.
+    pub tls: Option<ListenerTls>,
 }
 
 /// Algorithms a token may be signed with.
@@ -316,11 +322,13 @@ pub enum AuthMode {
     None,
 }
 
-/// The upstream of a route: `http://host:port[/base]` (only `http`, so the
-/// scheme is not kept).
+/// The upstream of a route: `http://host:port[/base]` or `https://...`.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub authority: Authority,
+    /// `Some` for `https://`: the server name to verify and whom to trust
+    /// (the route's `ca_file`, else the webpki roots).
+    pub tls: Option<UpstreamTls>,
     /// Path prepended to the forwarded path, without trailing `/` ("" for none).
     pub base_path: String,
 }
@@ -677,7 +685,24 @@ fn server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             raw.upstream_idle_timeout,
             DEFAULT_UPSTREAM_IDLE_TIMEOUT,
         )?,
+        tls: raw.tls.map(|t| listener_tls("server", t)).transpose()?,
     })
+}
+
+/// `[server.tls]` or `[admin.tls]`: both files are required; they are read
+/// and checked now, so a bad one is a config error at start and on reload.
+fn listener_tls(section: &str, raw: RawTls) -> Result<ListenerTls, ConfigError> {
+    let required = |name: &str, value: Option<String>| {
+        value.map(PathBuf::from).ok_or_else(|| {
+            ConfigError::invalid(
+                format!("{section}.tls.{name}"),
+                "is required in a tls section (a PEM file)",
+            )
+        })
+    };
+    let cert_file = required("cert_file", raw.cert_file)?;
+    let key_file = required("key_file", raw.key_file)?;
+    ListenerTls::load(section, cert_file, key_file)
 }
 
 /// Resolves one secret given inline, by file or by environment variable.
@@ -748,6 +773,7 @@ fn admin(raw: RawAdmin, secrets: Secrets) -> Result<AdminConfig, ConfigError> {
     Ok(AdminConfig {
         listen: socket_addr("admin.listen", raw.listen, DEFAULT_ADMIN_LISTEN)?,
         token,
+        tls: raw.tls.map(|t| listener_tls("admin", t)).transpose()?,
     })
 }
 
@@ -1149,7 +1175,8 @@ fn route(i: usize, raw: RawRoute, server: &ServerConfig) -> Result<RouteConfig, 
             "is required, e.g. \"http://127.0.0.1:9000\"",
         )
     })?;
-    let upstream = upstream(&key("upstream"), &upstream_str)?;
+    let ca_file = raw.ca_file.map(PathBuf::from);
+    let upstream = upstream(&format!("route[{i}]"), &upstream_str, ca_file.as_deref())?;
     let auth = match raw.auth.as_deref().unwrap_or("required") {
         "required" => AuthMode::Required,
         "optional" => AuthMode::Optional,
@@ -1213,28 +1240,25 @@ fn route(i: usize, raw: RawRoute, server: &ServerConfig) -> Result<RouteConfig, 
     })
 }
 
-fn upstream(key: &str, value: &str) -> Result<Upstream, ConfigError> {
+fn upstream(route: &str, value: &str, ca_file: Option<&Path>) -> Result<Upstream, ConfigError> {
+    let key = format!("{route}.upstream");
+    let key = key.as_str();
     let uri: Uri = value.parse().map_err(|_| {
         ConfigError::invalid(
             key,
             format!("{value:?} is not a URL; write e.g. \"http://127.0.0.1:9000\""),
         )
     })?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(ConfigError::invalid(
-                key,
-                format!("{value:?}: https upstreams are not supported yet; use http:// on a private network"),
-            ))
-        }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         _ => {
             return Err(ConfigError::invalid(
                 key,
-                format!("{value:?} must start with http://"),
+                format!("{value:?} must start with http:// or https://"),
             ))
         }
-    }
+    };
     let authority = uri
         .authority()
         .cloned()
@@ -1248,9 +1272,20 @@ fn upstream(key: &str, value: &str) -> Result<Upstream, ConfigError> {
             format!("{value:?} must not have a query"),
         ));
     }
+    let tls = match (https, ca_file) {
+        (true, ca_file) => Some(UpstreamTls::new(route, authority.host(), ca_file)?),
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err(ConfigError::invalid(
+                format!("{route}.ca_file"),
+                format!("is only for an https:// upstream, and {value:?} is http://"),
+            ))
+        }
+    };
     let base_path = uri.path().trim_end_matches('/').to_string();
     Ok(Upstream {
         authority,
+        tls,
         base_path,
     })
 }

@@ -3,7 +3,15 @@
 
 use crate::app::App;
 use crate::config::Config;
+use crate::tls::ListenerTls;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as LegacyClient;
+use hyper_util::rt::TokioExecutor;
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use tokio::net::TcpListener;
 
 /// Development-only secret used when `REVGATE_HMAC_SECRET` is unset.
@@ -26,8 +34,25 @@ pub fn default_env() {
 }
 
 /// Starts echo upstreams on every loopback upstream of the config, then the
-/// gateway, prints the walkthrough and runs until SIGTERM/SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// gateway (over TLS with a throwaway certificate when `tls`), prints the
+/// walkthrough and runs until SIGTERM/SIGINT.
+pub async fn run(mut config: Config, tls: bool) -> anyhow::Result<()> {
+    let client = match tls {
+        true => {
+            let demo = DemoTls::generate()?;
+            config.server.tls = Some(ListenerTls::load(
+                "server",
+                demo.cert_file.clone(),
+                demo.key_file.clone(),
+            )?);
+            println!(
+                "\nA throwaway CA and certificate (localhost, 127.0.0.1) for this run: {}\n",
+                demo.dir.display()
+            );
+            Client::tls(&demo)?
+        }
+        false => Client::Plain,
+    };
     let upstreams: BTreeSet<String> = config
         .routes
         .iter()
@@ -46,7 +71,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let app = App::build(config).await?;
     let (main, admin) = app.bind().await?;
-    let base = format!("http://{}", main.local_addr()?);
+    let base = format!("{}://{}", client.scheme(), main.local_addr()?);
     let admin_base = admin
         .as_ref()
         .and_then(|l| l.local_addr().ok())
@@ -59,8 +84,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = stop_rx => {},
         }
     }));
-    println!("{}", walkthrough(&config, &base, admin_base.as_deref()));
-    if let Err(e) = show_logout(&config, &base).await {
+    println!(
+        "{}",
+        walkthrough(&config, &base, admin_base.as_deref(), &client.curl())
+    );
+    if let Err(e) = show_logout(&config, &base, &client).await {
         println!("(the logout walkthrough could not run: {e})\n");
     }
     println!("Stop with Ctrl-C.");
@@ -71,7 +99,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Mints a token, calls a protected route, logs out, and calls it again,
 /// printing each step, so a newcomer sees revocation work before trying it.
-async fn show_logout(config: &Config, base: &str) -> anyhow::Result<()> {
+async fn show_logout(config: &Config, base: &str, client: &Client) -> anyhow::Result<()> {
     let Some(jwt) = &config.jwt else {
         return Ok(());
     };
@@ -96,20 +124,19 @@ async fn show_logout(config: &Config, base: &str) -> anyhow::Result<()> {
         route.scopes.join(" ")
     );
     println!("What revocation looks like, done for you just now:");
-    let (status, _) = call("GET", &url, &token).await?;
+    let (status, _) = client.call("GET", &url, &token).await?;
     println!("  GET  {url}  -> {status}");
-    let (status, body) = call("POST", &logout, &token).await?;
+    let (status, body) = client.call("POST", &logout, &token).await?;
     println!("  POST {logout}  -> {status} {body}");
-    let (status, body) = call("GET", &url, &token).await?;
+    let (status, body) = client.call("GET", &url, &token).await?;
     println!("  GET  {url}  -> {status} {body}\n");
     let fresh = mint("demo-user")?;
     println!("Now by hand, with a fresh token:\n");
     println!("  TOKEN={fresh}");
-    println!(
-        "  curl -i -H \"Authorization: Bearer $TOKEN\" {url}          # 200, claims forwarded"
-    );
-    println!("  curl -i -X POST -H \"Authorization: Bearer $TOKEN\" {logout}   # 200, revoked");
-    println!("  curl -i -H \"Authorization: Bearer $TOKEN\" {url}          # 401 token revoked");
+    let curl = client.curl();
+    println!("  {curl} -H \"Authorization: Bearer $TOKEN\" {url}          # 200, claims forwarded");
+    println!("  {curl} -X POST -H \"Authorization: Bearer $TOKEN\" {logout}   # 200, revoked");
+    println!("  {curl} -H \"Authorization: Bearer $TOKEN\" {url}          # 401 token revoked");
     let env = if std::env::var("REVGATE_HMAC_SECRET").is_ok_and(|v| v == DEMO_HMAC_SECRET) {
         format!("REVGATE_HMAC_SECRET={DEMO_HMAC_SECRET} REVGATE_ADMIN_TOKEN={DEMO_ADMIN_TOKEN} ")
     } else {
@@ -121,29 +148,129 @@ async fn show_logout(config: &Config, base: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn call(method: &str, url: &str, token: &str) -> anyhow::Result<(u16, String)> {
-    use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("authorization", format!("Bearer {token}"))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))?;
-    let resp = client.request(req).await?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
-    let body = String::from_utf8_lossy(&body);
-    // The echo upstream's answers are long; the gateway's own are one line.
-    let short = if body.len() > 120 {
-        String::new()
-    } else {
-        body.trim().to_string()
-    };
-    Ok((status, short))
+/// How the demo talks to its own gateway: plain HTTP, or HTTPS trusting
+/// the demo's CA (and the curl command line to print for it).
+enum Client {
+    Plain,
+    Tls {
+        ca_file: PathBuf,
+        client: Box<LegacyClient<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+    },
 }
 
-fn walkthrough(config: &Config, base: &str, admin: Option<&str>) -> String {
+impl Client {
+    fn tls(demo: &DemoTls) -> anyhow::Result<Client> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(demo.ca.clone())?;
+        let config = rustls::ClientConfig::builder_with_provider(
+            rustls::crypto::ring::default_provider().into(),
+        )
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .build();
+        Ok(Client::Tls {
+            ca_file: demo.ca_file.clone(),
+            client: Box::new(LegacyClient::builder(TokioExecutor::new()).build(connector)),
+        })
+    }
+
+    fn scheme(&self) -> &'static str {
+        match self {
+            Client::Plain => "http",
+            Client::Tls { .. } => "https",
+        }
+    }
+
+    /// `curl -i`, with `--cacert` for the demo's CA.
+    fn curl(&self) -> String {
+        match self {
+            Client::Plain => "curl -i".to_owned(),
+            Client::Tls { ca_file, .. } => format!("curl -i --cacert {}", ca_file.display()),
+        }
+    }
+
+    async fn call(&self, method: &str, url: &str, token: &str) -> anyhow::Result<(u16, String)> {
+        use http_body_util::BodyExt;
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))?;
+        let resp = match self {
+            Client::Plain => {
+                LegacyClient::builder(TokioExecutor::new())
+                    .build_http::<Full<Bytes>>()
+                    .request(req)
+                    .await?
+            }
+            Client::Tls { client, .. } => client.request(req).await?,
+        };
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        // The echo upstream's answers are long; the gateway's own are one line.
+        let short = if body.len() > 120 {
+            String::new()
+        } else {
+            body.trim().to_string()
+        };
+        Ok((status, short))
+    }
+}
+
+/// A throwaway CA and a certificate it signed for `localhost` and
+/// `127.0.0.1` (ECDSA P-256), written as PEM files into a fresh temporary
+/// directory.
+struct DemoTls {
+    dir: PathBuf,
+    ca: rustls::pki_types::CertificateDer<'static>,
+    ca_file: PathBuf,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+impl DemoTls {
+    fn generate() -> anyhow::Result<DemoTls> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "revgate demo CA (throwaway)");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut leaf_params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let leaf_key = KeyPair::generate()?;
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
+
+        let dir = std::env::temp_dir().join(format!("revgate-demo-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let write = |name: &str, text: String| -> anyhow::Result<PathBuf> {
+            let path = dir.join(name);
+            std::fs::write(&path, text)?;
+            Ok(path)
+        };
+        Ok(DemoTls {
+            ca_file: write("ca.pem", ca_cert.pem())?,
+            cert_file: write("cert.pem", leaf.pem())?,
+            key_file: write("key.pem", leaf_key.serialize_pem())?,
+            ca: ca_cert.der().clone(),
+            dir,
+        })
+    }
+}
+
+fn walkthrough(config: &Config, base: &str, admin: Option<&str>, curl: &str) -> String {
     let mut out = String::new();
     out.push_str("\nrevgate demo is running. Try, in another terminal:\n\n");
     for route in &config.routes {
@@ -153,7 +280,7 @@ fn walkthrough(config: &Config, base: &str, admin: Option<&str>) -> String {
             crate::config::AuthMode::Required => "token required",
         };
         out.push_str(&format!(
-            "  # {mode}: {} -> {}\n  curl -i {base}{}\n\n",
+            "  # {mode}: {} -> {}\n  {curl} {base}{}\n\n",
             route.prefix, route.upstream.authority, route.prefix
         ));
     }

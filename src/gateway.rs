@@ -233,10 +233,7 @@ impl Gateway {
         }
         // Phase: forward.
         let sent = Instant::now();
-        let resp = self
-            .proxy
-            .forward(req, route, &peer.forwarded_for, claim_values)
-            .await;
+        let resp = self.proxy.forward(req, route, peer, claim_values).await;
         ctx.upstream = Some(sent.elapsed());
         resp
     }

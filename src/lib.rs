@@ -20,6 +20,7 @@
 //! | [`revocation`] | the revocation policy's one owner: keys, expiries, blocklist, durable and shared stores, store health |
 //! | [`cli`], [`demo`], [`echo`] | the command line, `revgate demo` and its echo upstream |
 //! | [`telemetry`] | logging setup and Prometheus metrics |
+//! | [`tls`] | rustls on both ends: listener certificates (reloaded) and handshakes, `https://` upstreams |
 
 pub mod admin;
 pub mod admin_client;
@@ -40,6 +41,7 @@ pub mod revocation;
 pub mod routes;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 #[cfg(test)]
 mod fuzz;

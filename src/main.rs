@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         }
         // Needs no config.
         Some(Command::Store(StoreCommand::Verify { path })) => return verify_store(path),
-        Some(Command::Demo) => {
+        Some(Command::Demo { .. }) => {
             revgate::demo::default_env();
             Secrets::All
         }
@@ -50,10 +50,10 @@ fn main() -> ExitCode {
         }
         Some(Command::Mint(args)) => mint(&config, args),
         Some(Command::Revoke(args)) => revoke(&config, &args),
-        Some(Command::Demo) => run(config, &cli.config, true),
+        Some(Command::Demo { tls }) => run(config, &cli.config, Some(tls)),
         // Answered before the config is read.
         Some(Command::Completions { .. }) | Some(Command::Store(_)) => ExitCode::SUCCESS,
-        None => run(config, &cli.config, false),
+        None => run(config, &cli.config, None),
     }
 }
 
@@ -157,7 +157,8 @@ fn revoke(config: &Config, args: &revgate::cli::RevokeArgs) -> ExitCode {
     }
 }
 
-fn run(config: Config, path: &std::path::Path, demo: bool) -> ExitCode {
+/// `demo`: `Some(tls)` for `revgate demo [--tls]`.
+fn run(config: Config, path: &std::path::Path, demo: Option<bool>) -> ExitCode {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if config.server.workers > 0 {
         rt.worker_threads(config.server.workers);
@@ -170,8 +171,8 @@ fn run(config: Config, path: &std::path::Path, demo: bool) -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = rt.block_on(async move {
-        if demo {
-            return revgate::demo::run(config).await;
+        if let Some(tls) = demo {
+            return revgate::demo::run(config, tls).await;
         }
         let app = App::build_reloadable(config, path.to_path_buf()).await?;
         let (main, admin) = app.bind().await?;

@@ -9,6 +9,7 @@ use crate::body::GatewayBody;
 use crate::config::{RouteConfig, ServerConfig};
 use crate::response::Reject;
 use crate::routes::Route;
+use crate::server::Peer;
 use crate::telemetry::ratelimit::RateLimit;
 use bytes::{BufMut, BytesMut};
 use client_body::{ClientBody, ClientBodyError};
@@ -39,16 +40,22 @@ pub struct Proxy {
 impl Proxy {
     /// Builds the pools once, at start.
     pub fn new(server: &ServerConfig, routes: &[RouteConfig]) -> Self {
-        let mut by_authority: HashMap<&str, Arc<Pool>> = HashMap::new();
+        // One pool per upstream: scheme, authority and, for https, whom it
+        // trusts (two routes naming the same host with different CAs do not
+        // share connections).
+        let mut by_upstream: HashMap<(&str, Option<Option<&std::path::Path>>), Arc<Pool>> =
+            HashMap::new();
         let pools = routes
             .iter()
             .map(|r| {
-                let authority = &r.upstream.authority;
-                by_authority
-                    .entry(authority.as_str())
+                let upstream = &r.upstream;
+                let trust = upstream.tls.as_ref().map(|t| t.ca_file.as_deref());
+                by_upstream
+                    .entry((upstream.authority.as_str(), trust))
                     .or_insert_with(|| {
                         Pool::new(
-                            authority.clone(),
+                            upstream.authority.clone(),
+                            upstream.tls.clone(),
                             server.upstream_idle_per_host,
                             server.upstream_idle_timeout,
                         )
@@ -70,7 +77,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         route: &Route,
-        peer: &HeaderValue,
+        peer: &Peer,
         claim_headers: Vec<(hyper::header::HeaderName, HeaderValue)>,
     ) -> Result<Response<GatewayBody>, Reject> {
         let pool = &self.pools[route.index];
@@ -94,7 +101,7 @@ impl Proxy {
         if upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        set_forwarded(headers, peer, host);
+        set_forwarded(headers, &peer.forwarded_for, peer.tls, host);
         headers.insert(header::HOST, pool.host().clone());
         for (name, value) in claim_headers {
             headers.insert(name, value);

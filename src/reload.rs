@@ -11,10 +11,15 @@
 //! health, the metrics. On any error nothing is swapped and the running
 //! configuration stays in force.
 //!
+//! The listeners' certificates are re-read with the file and presented to
+//! new handshakes once everything else has been built; a bad certificate
+//! refuses the reload like any other key.
+//!
 //! Keys that cannot change in a running process (listen addresses, worker
-//! threads, connection limits and timeouts held by the accept loops, the
-//! revocation store, and the leeway and token lifetime the store's expiry
-//! uses) are refused with a message that a restart is needed.
+//! threads, connection limits and timeouts held by the accept loops, TLS on
+//! or off on a listener, the revocation store, and the leeway and token
+//! lifetime the store's expiry uses) are refused with a message that a
+//! restart is needed.
 
 use crate::app::{build_handlers, Shared, StartError};
 use crate::body::GatewayBody;
@@ -128,6 +133,7 @@ pub struct Reloader {
     shared: Shared,
     gateway: Arc<Swap<crate::gateway::Gateway>>,
     admin: Arc<Swap<crate::admin::Admin>>,
+    tls: crate::tls::Listeners,
     inbox: ReloadInbox,
 }
 
@@ -138,6 +144,7 @@ impl Reloader {
         shared: Shared,
         gateway: Arc<Swap<crate::gateway::Gateway>>,
         admin: Arc<Swap<crate::admin::Admin>>,
+        tls: crate::tls::Listeners,
         inbox: ReloadInbox,
     ) -> Self {
         Reloader {
@@ -146,6 +153,7 @@ impl Reloader {
             shared,
             gateway,
             admin,
+            tls,
             inbox,
         }
     }
@@ -204,6 +212,7 @@ impl Reloader {
         let (gateway, admin) = build_handlers(&config, &shared).await?;
         self.gateway.store(gateway);
         self.admin.store(admin);
+        self.tls.reload(&config);
         self.shared = shared;
         self.running = Arc::new(config);
         Ok(())
@@ -217,6 +226,9 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
     let admin = |c: &Config| c.admin.as_ref().map(|a| a.listen);
     let leeway = |c: &Config| c.jwt.as_ref().map(|j| j.leeway);
     let lifetime = |c: &Config| c.jwt.as_ref().map(|j| j.max_token_lifetime);
+    // The accept loops were built for TLS or cleartext; the certificates
+    // themselves are reloaded.
+    let admin_tls = |c: &Config| c.admin.as_ref().is_some_and(|a| a.tls.is_some());
     let changed = [
         ("server.listen", o.listen != n.listen),
         ("server.workers", o.workers != n.workers),
@@ -229,11 +241,13 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
             o.header_read_timeout != n.header_read_timeout,
         ),
         ("server.idle_timeout", o.idle_timeout != n.idle_timeout),
+        ("server.tls", o.tls.is_some() != n.tls.is_some()),
         (
             "server.shutdown_grace",
             o.shutdown_grace != n.shutdown_grace,
         ),
         ("admin.listen", admin(old) != admin(new)),
+        ("admin.tls", admin_tls(old) != admin_tls(new)),
         ("jwt.leeway", leeway(old) != leeway(new)),
         ("jwt.max_token_lifetime", lifetime(old) != lifetime(new)),
     ];

@@ -38,13 +38,16 @@ pub struct Peer {
     /// The client's IP as an `X-Forwarded-For` value, built once per
     /// connection rather than per request.
     pub forwarded_for: HeaderValue,
+    /// Whether the connection is TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr) -> Self {
+    pub fn new(addr: SocketAddr, tls: bool) -> Self {
         Peer {
             addr,
             forwarded_for: crate::proxy::headers::peer_value(addr.ip()),
+            tls,
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct ConnSettings {
     header_read_timeout: Duration,
     /// From the end of the last response to the next request head.
     idle_timeout: Duration,
+    /// The listener's TLS server; `None`: cleartext.
+    tls: Option<Arc<crate::tls::Acceptor>>,
 }
 
 impl ConnSettings {
@@ -85,6 +90,7 @@ impl ConnSettings {
             limit: Arc::new(Semaphore::new(server.max_connections)),
             header_read_timeout: server.header_read_timeout,
             idle_timeout: server.idle_timeout,
+            tls: None,
         }
     }
 }
@@ -98,7 +104,16 @@ impl ConnSettings {
             limit: Arc::new(Semaphore::new(max_connections)),
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
+            tls: self.tls.clone(),
         }
+    }
+
+    /// The same settings, serving TLS with `tls` (or cleartext with `None`).
+    /// The handshake runs on each connection's task, within its
+    /// `header_read_timeout` from accept.
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Acceptor>>) -> Self {
+        self.tls = tls;
+        self
     }
 }
 
@@ -142,7 +157,7 @@ pub async fn accept_loop<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let client = Peer::new(peer);
+        let client = Peer::new(peer, settings.tls.is_some());
         let activity = Arc::new(Activity::new());
         let requests = activity.clone();
         let service = hyper::service::service_fn(move |req| {
@@ -159,7 +174,10 @@ pub async fn accept_loop<H: Handler>(
         });
         let conn = settings
             .builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(
+                TokioIo::new(crate::tls::Stream::new(stream, settings.tls.as_deref())),
+                service,
+            )
             .into_owned();
         let conn = graceful.watch(conn);
         let (header_read_timeout, idle_timeout) =

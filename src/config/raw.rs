@@ -40,6 +40,15 @@ pub struct RawServer {
     pub workers: Option<u64>,
     pub upstream_idle_per_host: Option<u64>,
     pub upstream_idle_timeout: Option<String>,
+    pub tls: Option<RawTls>,
+}
+
+/// `[server.tls]`, `[admin.tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 /// `[admin]`
@@ -50,6 +59,7 @@ pub struct RawAdmin {
     pub token: Option<String>,
     pub token_file: Option<String>,
     pub token_env: Option<String>,
+    pub tls: Option<RawTls>,
 }
 
 /// `[jwt]`
@@ -115,4 +125,5 @@ pub struct RawRoute {
     pub pass_authorization: Option<bool>,
     pub forward_claims: Option<BTreeMap<String, String>>,
     pub timeout: Option<String>,
+    pub ca_file: Option<String>,
 }

@@ -118,10 +118,15 @@ pub fn peer_value(peer: IpAddr) -> HeaderValue {
 }
 
 /// Appends the peer (from [`peer_value`]) to `X-Forwarded-For`
-/// (`client-value, peer`), and sets `X-Forwarded-Proto: http` and
-/// `X-Forwarded-Host` from the client's `Host` (or the request's authority
-/// for HTTP/2).
-pub fn set_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, host: Option<HeaderValue>) {
+/// (`client-value, peer`), and sets `X-Forwarded-Proto` (`https` when the
+/// client connection is TLS, else `http`) and `X-Forwarded-Host` from the
+/// client's `Host` (or the request's authority for HTTP/2).
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: &HeaderValue,
+    tls: bool,
+    host: Option<HeaderValue>,
+) {
     let prior: Vec<&[u8]> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
@@ -142,7 +147,8 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, host: Option<H
     if let Some(v) = value {
         headers.insert(&X_FORWARDED_FOR, v);
     }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if tls { "https" } else { "http" };
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
         Some(h) => {
             headers.insert(&X_FORWARDED_HOST, h);
@@ -247,14 +253,19 @@ mod tests {
         set_forwarded(
             &mut h,
             &peer_value("127.0.0.1".parse().expect("ip")),
+            false,
             Some(HeaderValue::from_static("example.com")),
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.com");
 
-        let mut h = HeaderMap::new();
-        set_forwarded(&mut h, &peer_value("::1".parse().expect("ip")), None);
+        let mut h = map(&[("x-forwarded-proto", "http")]);
+        set_forwarded(&mut h, &peer_value("::1".parse().expect("ip")), true, None);
         assert_eq!(h["x-forwarded-for"], "::1");
+        assert_eq!(
+            h["x-forwarded-proto"], "https",
+            "a TLS listener's, not the client's"
+        );
     }
 }

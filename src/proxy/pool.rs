@@ -37,6 +37,7 @@
 
 use crate::proxy::client_body::ClientBody;
 use crate::proxy::DEFAULT_CONNECT_TIMEOUT;
+use crate::tls::UpstreamTls;
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -56,6 +57,8 @@ use tokio::net::TcpStream;
 
 /// Port used when an `http://` upstream names none.
 const DEFAULT_HTTP_PORT: u16 = 80;
+/// Port used when an `https://` upstream names none.
+const DEFAULT_HTTPS_PORT: u16 = 443;
 
 /// A pooled connection idle this long may be closed by the upstream while
 /// our request is on its way; see the module documentation.
@@ -124,6 +127,13 @@ pub enum UpstreamError {
     },
     #[error("connect to {0}: timed out")]
     ConnectTimeout(Authority),
+    /// The TLS handshake failed: the certificate did not verify (its chain,
+    /// its name, its dates) or the upstream speaks no TLS.
+    #[error("TLS handshake with {authority}: {source}")]
+    Tls {
+        authority: Authority,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Http(#[from] hyper::Error),
 }
@@ -131,6 +141,8 @@ pub enum UpstreamError {
 /// Idle connections to one upstream authority.
 pub struct Pool {
     authority: Authority,
+    /// `Some` for an `https://` upstream: each new connection's handshake.
+    tls: Option<UpstreamTls>,
     /// The `Host` header sent upstream, built once.
     host: HeaderValue,
     max_idle: usize,
@@ -146,11 +158,17 @@ struct Idle {
 }
 
 impl Pool {
-    pub fn new(authority: Authority, max_idle: usize, idle_timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        authority: Authority,
+        tls: Option<UpstreamTls>,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> Arc<Self> {
         let host = HeaderValue::from_str(authority.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Arc::new(Pool {
             authority,
+            tls,
             host,
             max_idle,
             idle_timeout,
@@ -309,7 +327,11 @@ impl Pool {
     async fn connect(self: &Arc<Self>) -> Result<Conn, UpstreamError> {
         self.start_reaper();
         let host = self.authority.host();
-        let port = self.authority.port_u16().unwrap_or(DEFAULT_HTTP_PORT);
+        let default_port = match self.tls {
+            Some(_) => DEFAULT_HTTPS_PORT,
+            None => DEFAULT_HTTP_PORT,
+        };
+        let port = self.authority.port_u16().unwrap_or(default_port);
         // Brackets of an IPv6 literal are not part of the address.
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let stream =
@@ -325,6 +347,26 @@ impl Pool {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY on upstream connection");
         }
+        let Some(tls) = &self.tls else {
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            return Ok(Conn {
+                sender,
+                driver: Some(Box::pin(conn.with_upgrades())),
+            });
+        };
+        let tls_error = |source| UpstreamError::Tls {
+            authority: self.authority.clone(),
+            source,
+        };
+        let stream = tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, tls.connect(stream))
+            .await
+            .map_err(|_| {
+                tls_error(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no handshake within the connect timeout",
+                ))
+            })?
+            .map_err(tls_error)?;
         let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
         Ok(Conn {
             sender,
@@ -494,7 +536,12 @@ mod tests {
         assert!(conn.driver.is_none());
         assert!(!conn.poll_quietly(), "and stays ended, without a poll");
         // Detaching an ended connection spawns nothing to poll it.
-        let pool = Pool::new("127.0.0.1:9".parse().expect("authority"), 1, STALE_AFTER);
+        let pool = Pool::new(
+            "127.0.0.1:9".parse().expect("authority"),
+            None,
+            1,
+            STALE_AFTER,
+        );
         pool.lease(conn).detach();
     }
 
