@@ -15,3 +15,4 @@ mod revocation_policy;
 mod security;
 mod store;
 mod support;
+mod tls;
