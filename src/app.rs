@@ -4,6 +4,7 @@ use crate::admin::{Admin, AdminApi};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::idp::{Idp, ReplayCache};
 use crate::reload::{ReloadHandle, Reloader, Swap};
 use crate::revocation::{Policy, Revocations, StoreOpenError};
 use crate::routes::RouteTable;
@@ -60,6 +61,7 @@ pub async fn check(config: &Config) -> Result<(), StartError> {
     if let Some(jwt) = &config.jwt {
         Authenticator::new(jwt).await?;
     }
+    crate::idp::event_keys(config).await?;
     if let Some(url) = &config.revocation.redis_url {
         crate::revocation::redis::check_url(url)
             .map_err(|e| StartError::Store(StoreOpenError::Redis(e)))?;
@@ -76,6 +78,9 @@ pub(crate) struct Shared {
     pub(crate) access_log: Option<AccessLog>,
     /// `/admin/reload` goes here; `None` when the config came from no file.
     pub(crate) reload: Option<ReloadHandle>,
+    /// The `jti`s of logout tokens and SETs already acted on: kept across
+    /// reloads, so a reload does not reopen a replay window.
+    pub(crate) replay: Arc<ReplayCache>,
 }
 
 /// Builds the handlers of one configuration over the shared state: keys
@@ -89,12 +94,21 @@ pub(crate) async fn build_handlers(
         Some(jwt) => Some(Authenticator::new(jwt).await?),
         None => None,
     };
+    let idp = Idp::new(
+        config,
+        auth.as_ref(),
+        shared.replay.clone(),
+        shared.revocations.clone(),
+        shared.metrics.clone(),
+    )
+    .await?;
     let gateway = Arc::new(Gateway::new(
         config,
         shared.metrics.clone(),
         auth.clone(),
         shared.revocations.clone(),
         shared.access_log.clone(),
+        idp,
     ));
     let api = config
         .admin
@@ -159,6 +173,7 @@ impl App {
             revocations: revocations.clone(),
             access_log: access_log.clone(),
             reload: reload_handle.clone(),
+            replay: Arc::new(ReplayCache::default()),
         };
         let (gateway, admin) = build_handlers(&config, &shared).await?;
         let gateway = Arc::new(Swap::new(gateway));

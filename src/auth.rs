@@ -52,6 +52,7 @@ use jwks::{JwksTiming, RemoteJwks};
 use keys::{KeyMiss, KeySet, PublicKey};
 use std::borrow::Cow;
 use std::sync::Arc;
+pub(crate) use verify::MALFORMED as MALFORMED_TOKEN;
 use verify::{TokenHeader, Verifier, ALG_KEY_MISMATCH};
 
 /// Extracts and verifies bearer tokens; built once, shared by all requests.
@@ -219,6 +220,29 @@ impl Authenticator {
             cache.insert(token, &claims, now);
         }
         Ok(claims)
+    }
+
+    /// The first steps of [`Authenticator::verify`] only: structure, `alg`
+    /// allowed, key by `kid`, signature; the claims as sent, none checked
+    /// and nothing cached. For tokens that are not access tokens (logout
+    /// tokens, Security Event Tokens), whose claims their receiver checks.
+    pub(crate) async fn verify_signature(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, Reject> {
+        let header = verify::parse_header(token, &self.algorithms)?;
+        if is_hmac(header.alg) {
+            let secret = self.hmac_key(&header)?;
+            self.verifier.signature(token, header.alg, secret)
+        } else {
+            let key = self.public_key(&header).await?;
+            self.verifier.signature(token, header.alg, &key.key)
+        }
+    }
+
+    /// `iss` every token verified here must carry, when configured.
+    pub(crate) fn issuer(&self) -> Option<&str> {
+        self.policy.issuer.as_deref()
     }
 
     /// The HMAC secret for an HS* token. A `kid` that names one of the

@@ -5,9 +5,11 @@
 //! header names, parsed URIs); every string is parsed once, here.
 
 mod duration;
+mod idp;
 pub mod raw;
 
 pub use duration::{format_duration, parse_duration};
+pub use idp::{EventsConfig, IdpConfig, LogoutRevokes, DEFAULT_EVENTS_ALGORITHMS};
 
 use crate::tls::{ListenerTls, UpstreamTls};
 use hyper::header::HeaderName;
@@ -80,6 +82,12 @@ pub const MAX_MAX_STALENESS: Duration = Duration::from_secs(60);
 pub const DEFAULT_LOGOUT_PATH: &str = "/auth/logout";
 pub const DEFAULT_LOGOUT_ALL_PATH: &str = "/auth/logout-all";
 pub const DEFAULT_REVOKE_PATH: &str = "/auth/revoke";
+/// The path shown in errors for `endpoints.backchannel_logout` (not served
+/// unless set: it needs the identity provider's settings).
+pub const DEFAULT_BACKCHANNEL_LOGOUT_PATH: &str = "/auth/backchannel-logout";
+/// The path shown in errors for `endpoints.security_events` (not served
+/// unless set).
+pub const DEFAULT_SECURITY_EVENTS_PATH: &str = "/auth/events";
 /// Access-log lines held for the writer thread: at about 250 bytes a
 /// record that is 2 MB, a few seconds of a slow disk at 10k requests/s
 /// before lines are dropped (and counted) rather than a request waiting.
@@ -160,6 +168,9 @@ pub struct Config {
     pub endpoints: EndpointsConfig,
     pub routes: Vec<RouteConfig>,
     pub access_log: AccessLogConfig,
+    /// Revocations pushed by the identity provider: the audience its
+    /// logout tokens and SETs name, and `[events]`.
+    pub idp: IdpConfig,
 }
 
 /// `[access_log]`, typed.
@@ -312,6 +323,12 @@ pub struct EndpointsConfig {
     pub logout: String,
     pub logout_all: String,
     pub revoke: String,
+    /// What `logout` revokes for a token with a `sid` (default: the token).
+    pub logout_revokes: LogoutRevokes,
+    /// OpenID Connect Back-Channel Logout; `None`: not served.
+    pub backchannel_logout: Option<String>,
+    /// RFC 8935 push delivery of Security Event Tokens; `None`: not served.
+    pub security_events: Option<String>,
 }
 
 /// Whether a route needs a token.
@@ -463,10 +480,17 @@ impl TryFrom<RawConfig> for Config {
 }
 
 impl Config {
-    fn from_raw(raw: RawConfig, secrets: Secrets) -> Result<Config, ConfigError> {
+    fn from_raw(mut raw: RawConfig, secrets: Secrets) -> Result<Config, ConfigError> {
         let server = server(raw.server)?;
         let admin = raw.admin.map(|a| admin(a, secrets)).transpose()?;
+        let backchannel_audience = idp::backchannel_audience(
+            raw.jwt.as_mut().and_then(|j| j.backchannel_audience.take()),
+        )?;
         let jwt = raw.jwt.map(|j| jwt(j, secrets)).transpose()?;
+        let events = raw
+            .events
+            .map(|e| idp::events(e, jwt.as_ref(), secrets))
+            .transpose()?;
         let revocation = revocation(raw.revocation)?;
         let endpoints = endpoints(raw.endpoints)?;
         let access_log = access_log(raw.access_log)?;
@@ -484,8 +508,13 @@ impl Config {
             endpoints,
             routes,
             access_log,
+            idp: IdpConfig {
+                backchannel_audience,
+                events,
+            },
         };
         validate(&config)?;
+        idp::validate(&config)?;
         Ok(config)
     }
 }
@@ -517,11 +546,17 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         }
     }
     let eps = &config.endpoints;
-    let paths = [
+    let mut paths = vec![
         ("endpoints.logout", &eps.logout),
         ("endpoints.logout_all", &eps.logout_all),
         ("endpoints.revoke", &eps.revoke),
     ];
+    if let Some(p) = &eps.backchannel_logout {
+        paths.push(("endpoints.backchannel_logout", p));
+    }
+    if let Some(p) = &eps.security_events {
+        paths.push(("endpoints.security_events", p));
+    }
     for (i, (key, path)) in paths.iter().enumerate() {
         if paths[..i].iter().any(|(_, other)| other == path) {
             return Err(ConfigError::invalid(
@@ -1103,6 +1138,27 @@ fn endpoints(raw: RawEndpoints) -> Result<EndpointsConfig, ConfigError> {
             DEFAULT_LOGOUT_ALL_PATH,
         )?,
         revoke: endpoint_path("endpoints.revoke", raw.revoke, DEFAULT_REVOKE_PATH)?,
+        logout_revokes: idp::logout_revokes(raw.logout_revokes.as_deref())?,
+        backchannel_logout: raw
+            .backchannel_logout
+            .map(|p| {
+                endpoint_path(
+                    "endpoints.backchannel_logout",
+                    Some(p),
+                    DEFAULT_BACKCHANNEL_LOGOUT_PATH,
+                )
+            })
+            .transpose()?,
+        security_events: raw
+            .security_events
+            .map(|p| {
+                endpoint_path(
+                    "endpoints.security_events",
+                    Some(p),
+                    DEFAULT_SECURITY_EVENTS_PATH,
+                )
+            })
+            .transpose()?,
     })
 }
 

@@ -1,10 +1,13 @@
 //! Endpoints the gateway serves itself on the main listener: logout,
-//! logout-all and RFC 7009 revocation. Thin HTTP adapters over the verbs of
-//! [`Revocations`], which own the policy (keys, expiries, logging).
+//! logout-all and RFC 7009 revocation, and the identity provider's
+//! back-channel logout and security events (served by [`crate::idp`]).
+//! Thin HTTP adapters over the verbs of [`Revocations`], which own the
+//! policy (keys, expiries, logging).
 
 use crate::auth::{Authenticator, Claims};
 use crate::body::GatewayBody;
-use crate::config::EndpointsConfig;
+use crate::config::{EndpointsConfig, LogoutRevokes};
+use crate::idp::Idp;
 use crate::response::{self, Reject};
 use crate::revocation::{token_fingerprint, Revocations, Via};
 use http_body_util::{BodyExt, Limited};
@@ -23,6 +26,18 @@ pub enum Endpoint {
     Logout,
     LogoutAll,
     Revoke,
+    /// OpenID Connect Back-Channel Logout.
+    BackchannelLogout,
+    /// RFC 8935 push of Security Event Tokens.
+    SecurityEvents,
+}
+
+impl Endpoint {
+    /// Whether every answer, errors included, carries
+    /// `Cache-Control: no-store`.
+    pub fn no_store(self) -> bool {
+        matches!(self, Endpoint::BackchannelLogout | Endpoint::SecurityEvents)
+    }
 }
 
 /// The gateway's own endpoints.
@@ -30,6 +45,8 @@ pub struct Endpoints {
     paths: EndpointsConfig,
     auth: Arc<Authenticator>,
     revocations: Arc<Revocations>,
+    /// The identity provider's endpoints, when configured.
+    idp: Option<Arc<Idp>>,
 }
 
 /// The `token` of an RFC 7009 form. Missing or empty is a 400, and so is a
@@ -53,11 +70,13 @@ impl Endpoints {
         paths: EndpointsConfig,
         auth: Arc<Authenticator>,
         revocations: Arc<Revocations>,
+        idp: Option<Arc<Idp>>,
     ) -> Self {
         Endpoints {
             paths,
             auth,
             revocations,
+            idp,
         }
     }
 
@@ -69,6 +88,10 @@ impl Endpoints {
             Some(Endpoint::LogoutAll)
         } else if path == self.paths.revoke {
             Some(Endpoint::Revoke)
+        } else if self.idp.is_some() && self.paths.backchannel_logout.as_deref() == Some(path) {
+            Some(Endpoint::BackchannelLogout)
+        } else if self.idp.is_some() && self.paths.security_events.as_deref() == Some(path) {
+            Some(Endpoint::SecurityEvents)
         } else {
             None
         }
@@ -87,6 +110,14 @@ impl Endpoints {
             Endpoint::Logout => self.logout(req).await,
             Endpoint::LogoutAll => self.logout_all(req).await,
             Endpoint::Revoke => self.revoke(req).await,
+            Endpoint::BackchannelLogout => match &self.idp {
+                Some(idp) => Ok(idp.backchannel_logout(req).await),
+                None => Err(Reject::NoRoute),
+            },
+            Endpoint::SecurityEvents => match &self.idp {
+                Some(idp) => Ok(idp.security_events(req).await),
+                None => Err(Reject::NoRoute),
+            },
         }
     }
 
@@ -103,8 +134,19 @@ impl Endpoints {
         Ok(claims)
     }
 
+    /// Revokes the caller's token, or with `logout_revokes = "session"`
+    /// and a `sid` in the token, its whole session.
     async fn logout(&self, req: Request<Incoming>) -> Result<Response<GatewayBody>, Reject> {
         let claims = self.caller(&req).await?;
+        if let (LogoutRevokes::Session, Some(sid)) =
+            (self.paths.logout_revokes, claims.sid.as_deref())
+        {
+            let expires_at = self.revocations.revoke_session(sid, Via::Logout).await?;
+            return Ok(response::json(
+                StatusCode::OK,
+                &json!({ "revoked": true, "jti": claims.jti, "sid": sid, "expires_at": expires_at }),
+            ));
+        }
         let expires_at = self.revocations.revoke_token(&claims, Via::Logout).await?;
         Ok(revoked_answer(&claims, expires_at))
     }
@@ -158,5 +200,13 @@ pub(crate) fn subject_revoked_answer(sub: &str, before: u64) -> Response<Gateway
     response::json(
         StatusCode::OK,
         &json!({ "revoked": true, "sub": sub, "before": before }),
+    )
+}
+
+/// The answer to a session revocation (admin `{"sid"}`).
+pub(crate) fn session_revoked_answer(sid: &str, expires_at: u64) -> Response<GatewayBody> {
+    response::json(
+        StatusCode::OK,
+        &json!({ "revoked": true, "sid": sid, "expires_at": expires_at }),
     )
 }

@@ -11,6 +11,7 @@ use crate::auth::{Authenticator, Claims};
 use crate::body::GatewayBody;
 use crate::config::{AuthMode, Config, OnStoreDown, Underscores};
 use crate::endpoints::Endpoints;
+use crate::idp::Idp;
 use crate::proxy::Proxy;
 use crate::response::Reject;
 use crate::revocation::Revocations;
@@ -35,6 +36,9 @@ struct RequestCtx {
     claims: Option<Arc<Claims>>,
     /// Time to the upstream's response headers (or its failure).
     upstream: Option<std::time::Duration>,
+    /// Every answer, errors included, gets `Cache-Control: no-store` (the
+    /// identity provider's endpoints).
+    no_store: bool,
 }
 
 /// Everything the request path needs, built once at start.
@@ -70,10 +74,16 @@ impl Gateway {
         auth: Option<Arc<Authenticator>>,
         revocations: Arc<Revocations>,
         access_log: Option<AccessLog>,
+        idp: Option<Arc<Idp>>,
     ) -> Self {
-        let endpoints = auth
-            .as_ref()
-            .map(|a| Endpoints::new(config.endpoints.clone(), a.clone(), revocations.clone()));
+        let endpoints = auth.as_ref().map(|a| {
+            Endpoints::new(
+                config.endpoints.clone(),
+                a.clone(),
+                revocations.clone(),
+                idp,
+            )
+        });
         Gateway {
             routes: RouteTable::new(&config.routes),
             slots: metrics.route_slots(RouteTable::labels(&config.routes)),
@@ -120,9 +130,10 @@ impl Gateway {
             route: None,
             claims: None,
             upstream: None,
+            no_store: false,
         };
         let result = self.serve(req, &peer, &mut ctx).await;
-        let (resp, outcome) = match result {
+        let (mut resp, outcome) = match result {
             Ok(resp) if ctx.slot == self.slots.endpoint_slot() => (resp, Outcome::Served),
             Ok(resp) => (resp, Outcome::Forwarded),
             Err(reject) => {
@@ -131,6 +142,12 @@ impl Gateway {
                 (reject.into_response(), outcome)
             }
         };
+        if ctx.no_store {
+            resp.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("no-store"),
+            );
+        }
         self.slots.record(ctx.slot, outcome, start.elapsed());
         self.slots.record_status(ctx.slot, resp.status().as_u16());
         match (&self.access_log, logged) {
@@ -176,6 +193,7 @@ impl Gateway {
         if let Some(endpoints) = &self.endpoints {
             if let Some(endpoint) = endpoints.find(req.uri().path()) {
                 ctx.slot = self.slots.endpoint_slot();
+                ctx.no_store = endpoint.no_store();
                 self.store_gate()?;
                 // Boxed: endpoint futures (a durable write, a Redis round
                 // trip) are large and would enlarge every request's future.

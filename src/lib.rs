@@ -15,6 +15,7 @@
 //! | [`response`] | every per-request failure and its one HTTP mapping |
 //! | [`body`] | the response body type (streamed or local) |
 //! | [`endpoints`] | logout, logout-all and RFC 7009 revoke on the main listener |
+//! | [`idp`] | revocations pushed by the identity provider: back-channel logout, RFC 8935 Security Event Tokens |
 //! | [`admin`] | the admin listener: health, readiness, metrics, admin API |
 //! | [`admin_client`] | `revgate revoke`: the operator client of the admin API |
 //! | [`revocation`] | the revocation policy's one owner: keys, expiries, blocklist, durable and shared stores, store health |
@@ -33,6 +34,7 @@ pub mod demo;
 pub mod echo;
 pub mod endpoints;
 pub mod gateway;
+pub mod idp;
 pub mod path;
 pub mod proxy;
 pub mod reload;

@@ -5,7 +5,8 @@
 //! ([`Revocations::check`]), and its verbs record changes durably before
 //! acknowledging them: [`Revocations::revoke_token`] (a verified token),
 //! [`Revocations::revoke_jti`], [`Revocations::watermark_subject`]
-//! (logout-all), [`Revocations::lift_jti`]. It owns the key a token is
+//! (logout-all), [`Revocations::revoke_session`] (every token of an
+//! identity-provider session, by `sid`), [`Revocations::lift_jti`]. It owns the key a token is
 //! revoked under, the leeway and lifetime arithmetic ([`Policy`]), the clock
 //! and the store's health; the logout endpoints and the admin API are thin
 //! HTTP adapters over these verbs.
@@ -123,6 +124,10 @@ const FULL_ALARM_EVERY_SECS: u64 = 60;
 /// must stay small.
 pub const MAX_SUB_BYTES: usize = 4096;
 
+/// Longest `sid` a session revocation accepts (it is stored as a 16-byte
+/// digest; the bound only keeps nonsense out of the logs).
+pub const MAX_SID_BYTES: usize = 4096;
+
 /// Why a revocation could not be recorded. Cheap to build on the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -219,6 +224,10 @@ pub enum Via {
     Rfc7009,
     /// The admin API.
     Admin,
+    /// OpenID Connect Back-Channel Logout (`endpoints.backchannel_logout`).
+    BackchannelLogout,
+    /// A Security Event Token pushed to `endpoints.security_events`.
+    SecurityEvent,
 }
 
 impl Via {
@@ -227,6 +236,8 @@ impl Via {
             Via::Logout => "logout",
             Via::Rfc7009 => "rfc7009",
             Via::Admin => "admin",
+            Via::BackchannelLogout => "backchannel_logout",
+            Via::SecurityEvent => "security_event",
         }
     }
 }
@@ -417,9 +428,14 @@ impl Revocations {
     /// during the legacy window, the key an earlier build wrote), or by a
     /// logout-all watermark of its subject. Synchronous, no lock in the
     /// common case, no allocation, no I/O.
+    /// A token carrying a `sid` is also refused while its session is
+    /// revoked: one more Bloom-filter probe, the table only on a hit.
     #[inline]
     pub fn check(&self, claims: &Claims) -> bool {
         self.is_revoked(claims.revocation, claims.sub.as_deref(), claims.iat)
+            || claims
+                .session
+                .is_some_and(|session| self.memory.is_key_revoked(session))
     }
 
     /// [`Revocations::check`] on the parts of a token: true if `keys.key` is
@@ -502,6 +518,34 @@ impl Revocations {
             "all tokens of subject revoked"
         );
         Ok(at)
+    }
+
+    /// Revokes the identity provider's session `sid`: every token whose
+    /// `sid` claim equals it is refused until [`Policy::session_expiry`]
+    /// (once every token of the session acceptable now has expired). Durable
+    /// before `Ok` (and in Redis with the shared store). Returns that
+    /// `expires_at`. [`StoreError::Invalid`] for an empty or oversized `sid`.
+    ///
+    /// The record is a revocation under [`RevocationKey::from_sid`]: stored,
+    /// replicated, written back after a Redis data loss and expired as a
+    /// revoked `jti` is.
+    pub async fn revoke_session(&self, sid: &str, via: Via) -> Result<u64, StoreError> {
+        if sid.is_empty() || sid.len() > MAX_SID_BYTES {
+            return Err(StoreError::Invalid(
+                "sid is empty or longer than 4096 bytes",
+            ));
+        }
+        let expires_at = self.policy.session_expiry(self.memory.clock().now());
+        self.revoke(RevocationKey::from_sid(sid), expires_at)
+            .await?;
+        let expires_at = self.session_expiry(sid).unwrap_or(expires_at);
+        tracing::info!(sid, expires_at, via = via.as_str(), "session revoked");
+        Ok(expires_at)
+    }
+
+    /// `expires_at` of a live revocation of the session `sid`.
+    pub fn session_expiry(&self, sid: &str) -> Option<u64> {
+        self.get(RevocationKey::from_sid(sid))
     }
 
     /// Lifts the revocation of `jti`, durably before `Ok`. `Ok(false)` if

@@ -4,7 +4,7 @@
 use crate::auth::Authenticator;
 use crate::body::GatewayBody;
 use crate::config::Secret;
-use crate::endpoints::{revoked_answer, subject_revoked_answer};
+use crate::endpoints::{revoked_answer, session_revoked_answer, subject_revoked_answer};
 use crate::response::{self, Reject};
 use crate::revocation::{Revocations, Via};
 use http_body_util::{BodyExt, Limited};
@@ -34,6 +34,7 @@ pub(crate) struct RevokeBody {
     expires_at: Option<u64>,
     token: Option<String>,
     sub: Option<String>,
+    sid: Option<String>,
 }
 
 /// Body of `POST /admin/introspect`.
@@ -121,6 +122,7 @@ impl AdminApi {
                 expires_at: Some(expires_at),
                 token: None,
                 sub: None,
+                sid: None,
             } => {
                 self.revocations
                     .revoke_jti(&jti, expires_at, Via::Admin)
@@ -135,6 +137,7 @@ impl AdminApi {
                 jti: None,
                 expires_at: None,
                 sub: None,
+                sid: None,
             } => {
                 let auth = self.auth.as_ref().ok_or(Reject::BadBody(
                     "no [jwt] section: tokens cannot be verified",
@@ -151,12 +154,23 @@ impl AdminApi {
                 jti: None,
                 expires_at: None,
                 token: None,
+                sid: None,
             } => {
                 let before = self.revocations.watermark_subject(&sub, Via::Admin).await?;
                 Ok(subject_revoked_answer(&sub, before))
             }
+            RevokeBody {
+                sid: Some(sid),
+                jti: None,
+                expires_at: None,
+                token: None,
+                sub: None,
+            } => {
+                let expires_at = self.revocations.revoke_session(&sid, Via::Admin).await?;
+                Ok(session_revoked_answer(&sid, expires_at))
+            }
             _ => Err(Reject::BadBody(
-                "send exactly one of {\"jti\", \"expires_at\"}, {\"token\"} or {\"sub\"}",
+                "send exactly one of {\"jti\", \"expires_at\"}, {\"token\"}, {\"sub\"} or {\"sid\"}",
             )),
         }
     }

@@ -7,7 +7,7 @@
 //! `exp`), `iat` is bounded too, and tests can pass any `now`.
 
 use crate::response::Reject;
-use crate::revocation::{Policy, TokenKeys};
+use crate::revocation::{Policy, RevocationKey, TokenKeys};
 use hyper::header::HeaderValue;
 use serde_json::{Map, Value};
 
@@ -30,6 +30,8 @@ pub struct Claims {
     pub sub: Option<String>,
     /// `jti`, when present.
     pub jti: Option<String>,
+    /// `sid` (the identity provider's session), when present.
+    pub sid: Option<String>,
     /// `exp`, UNIX seconds (always present: tokens without it are refused).
     pub exp: u64,
     /// `nbf`, UNIX seconds, when present.
@@ -43,6 +45,9 @@ pub struct Claims {
     /// input; and the key earlier builds used), computed once at
     /// verification.
     pub revocation: TokenKeys,
+    /// The key a revocation of this token's session (`sid`) is recorded
+    /// under, computed once at verification; `None` without `sid`.
+    pub session: Option<RevocationKey>,
     /// How logs name a token without `jti`: the first 12 hex digits of its
     /// SHA-256 (never the token). `None` when the token has a `jti`.
     pub fingerprint: Option<Box<str>>,
@@ -97,6 +102,8 @@ impl Claims {
         }
         let sub = optional_string(&raw, "sub")?;
         let jti = optional_string(&raw, "jti")?;
+        let sid = optional_string(&raw, "sid")?.filter(|s| !s.is_empty());
+        let session = sid.as_deref().map(RevocationKey::from_sid);
         let scopes = scopes(&raw);
         let revocation = TokenKeys::for_token(jti.as_deref(), token);
         let fingerprint = match jti {
@@ -106,11 +113,13 @@ impl Claims {
         Ok(Claims {
             sub,
             jti,
+            sid,
             exp,
             nbf,
             iat,
             scopes,
             revocation,
+            session,
             fingerprint,
             raw,
         })

@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub access_log: RawAccessLog,
+    pub events: Option<RawEvents>,
 }
 
 /// `[server]`
@@ -80,6 +81,7 @@ pub struct RawJwt {
     pub max_token_lifetime: Option<String>,
     pub sources: Option<Vec<String>>,
     pub cache_capacity: Option<u64>,
+    pub backchannel_audience: Option<String>,
 }
 
 /// `[revocation]`
@@ -102,6 +104,23 @@ pub struct RawEndpoints {
     pub logout: Option<String>,
     pub logout_all: Option<String>,
     pub revoke: Option<String>,
+    pub logout_revokes: Option<String>,
+    pub backchannel_logout: Option<String>,
+    pub security_events: Option<String>,
+}
+
+/// `[events]`: Security Event Tokens pushed by the identity provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    pub issuer: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub public_key_file: Option<String>,
+    pub jwks_file: Option<String>,
+    pub jwks_url: Option<String>,
+    pub push_token: Option<String>,
+    pub push_token_file: Option<String>,
+    pub push_token_env: Option<String>,
 }
 
 /// One `[[route]]`.

@@ -9,6 +9,11 @@
 //! kinds can never collide): 16 bytes per entry whatever the length of the
 //! `jti`, and collision-resistant far beyond any blocklist's size.
 //!
+//! A revoked session (`sid`) is a key of its own kind (tag `sid\0`) in the
+//! same table: it is persisted, replicated, written back and expired exactly
+//! as a revoked `jti` is, and checked through the same Bloom filter, so a
+//! request whose `sid` was never revoked costs one filter probe.
+//!
 //! Builds before this one keyed a token without `jti` by the SHA-256 of the
 //! whole token (tag `tok\0`). That key cannot be turned into the new one
 //! without the token, so stored entries are not migrated: [`TokenKeys`]
@@ -27,6 +32,13 @@ impl RevocationKey {
     /// The key of a token that carries a `jti`.
     pub fn from_jti(jti: &str) -> Self {
         Self::digest(b"jti\0", jti.as_bytes())
+    }
+
+    /// The key of a revoked session: every token whose `sid` claim is `sid`
+    /// is refused while it lives. Its own domain tag, so a session can never
+    /// collide with a `jti` or a token key of the same text.
+    pub fn from_sid(sid: &str) -> Self {
+        Self::digest(b"sid\0", sid.as_bytes())
     }
 
     /// The key of a token without `jti`: derived from its signing input,
@@ -132,6 +144,11 @@ mod tests {
         );
         assert_ne!(
             RevocationKey::from_jti("x"),
+            RevocationKey::from_signing_input("x")
+        );
+        assert_ne!(RevocationKey::from_sid("x"), RevocationKey::from_jti("x"));
+        assert_ne!(
+            RevocationKey::from_sid("x"),
             RevocationKey::from_signing_input("x")
         );
         let k = RevocationKey::from_jti("abc");

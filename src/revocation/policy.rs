@@ -85,6 +85,16 @@ impl Policy {
             .saturating_add(1)
     }
 
+    /// When the revocation of a session (`sid`) made at `now` may leave:
+    /// [`Policy::horizon`]`(now)`. The session's tokens acceptable now were
+    /// issued at most `leeway` ahead of `now` and live at most
+    /// `max_token_lifetime + leeway`, accepted `leeway` past `exp`, so none of
+    /// them outlives the record: it holds `max_token_lifetime` plus the
+    /// leeways.
+    pub fn session_expiry(&self, now: u64) -> u64 {
+        self.horizon(now)
+    }
+
     /// The first second from which every token that was acceptable at or
     /// before `t` is refused as expired: `t + max_token_lifetime +
     /// 3 * leeway + 1` (see the module doc). A revocation by `jti` without

@@ -409,11 +409,13 @@ fn claims(token: &str, jti: Option<&str>, sub: &str, iat: Option<u64>, exp: u64)
     Claims {
         sub: Some(sub.into()),
         jti: jti.map(Into::into),
+        sid: None,
         exp,
         nbf: None,
         iat,
         scopes: Vec::new(),
         revocation: TokenKeys::for_token(jti, token),
+        session: None,
         fingerprint: None,
         raw: serde_json::Map::new(),
     }
@@ -562,4 +564,48 @@ async fn reopen(dir: &TempDir, clock: &Arc<ManualClock>) -> (Arc<Revocations>, A
             Err(e) => panic!("reopen: {e}"),
         }
     }
+}
+
+/// A token's claims carrying session `sid`.
+fn with_session(mut c: Claims, sid: &str) -> Claims {
+    c.sid = Some(sid.into());
+    c.session = Some(RevocationKey::from_sid(sid));
+    c
+}
+
+/// A revoked session refuses every token carrying its `sid`, and no other;
+/// it lives until the horizon (every token of the session acceptable now
+/// has expired), is durable, and leaves by itself.
+#[tokio::test]
+async fn a_revoked_session_refuses_its_tokens_until_the_horizon() {
+    let clock = Arc::new(ManualClock::new(T));
+    let dir = TempDir::new("sessions");
+    let (r, _) = open(Some(&dir.0), 100, &clock).await;
+    let a = with_session(claims("t.a.s", Some("a"), "alice", Some(T), T + 60), "s-1");
+    let b = with_session(claims("t.b.s", Some("b"), "alice", Some(T), T + 60), "s-1");
+    let other = with_session(claims("t.c.s", Some("c"), "alice", Some(T), T + 60), "s-2");
+    let plain = claims("t.d.s", Some("d"), "alice", Some(T), T + 60);
+    assert!(!r.check(&a));
+    let horizon = T + 3600 + 3 * 30 + 1;
+    assert_eq!(r.revoke_session("s-1", Via::Admin).await, Ok(horizon));
+    assert_eq!(r.session_expiry("s-1"), Some(horizon));
+    assert!(r.check(&a) && r.check(&b));
+    assert!(!r.check(&other) && !r.check(&plain));
+    // A session is not a jti of the same text.
+    assert_eq!(r.jti_expiry("s-1"), None);
+    assert_eq!(
+        r.revoke_session("", Via::Admin).await,
+        Err(StoreError::Invalid(
+            "sid is empty or longer than 4096 bytes"
+        ))
+    );
+    // Durable: a reopened store still refuses the session.
+    r.close().await;
+    drop(r);
+    let (r, _) = open(Some(&dir.0), 100, &clock).await;
+    assert!(r.check(&a));
+    // Gone at the horizon.
+    clock.set(horizon);
+    r.run_pending_tasks();
+    assert!(!r.check(&a));
 }

@@ -167,7 +167,47 @@ pub struct Metrics {
     reloads_error: AtomicU64,
     /// UNIX seconds of the last successful reload, or of the start.
     last_reload_ok: AtomicU64,
+    /// `revgate_idp_events_total{endpoint,result}`, by
+    /// `endpoint * IDP_RESULTS.len() + result`.
+    idp_events: [AtomicU64; IDP_ENDPOINTS.len() * IDP_RESULTS.len()],
 }
+
+/// The endpoints that receive revocations from the identity provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum IdpEndpoint {
+    /// `endpoints.backchannel_logout`.
+    BackchannelLogout,
+    /// `endpoints.security_events`.
+    SecurityEvents,
+}
+
+const IDP_ENDPOINTS: [&str; 2] = ["backchannel_logout", "security_events"];
+
+/// What became of one delivery from the identity provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum IdpResult {
+    /// Valid, and its revocations are recorded.
+    Accepted,
+    /// Refused (400): invalid, or a logout token replayed.
+    Rejected,
+    /// A SET already acted on: acknowledged, nothing recorded again.
+    Duplicate,
+    /// Valid, but nothing in it names a token (unknown events, unmappable
+    /// subjects).
+    Ignored,
+    /// Valid, but the store could not record it (503).
+    Unavailable,
+}
+
+const IDP_RESULTS: [&str; 5] = [
+    "accepted",
+    "rejected",
+    "duplicate",
+    "ignored",
+    "unavailable",
+];
 
 /// Named counters, by index into `Metrics::counters`.
 #[derive(Debug, Clone, Copy)]
@@ -253,7 +293,19 @@ impl Metrics {
             reloads_ok: AtomicU64::new(0),
             reloads_error: AtomicU64::new(0),
             last_reload_ok: AtomicU64::new(unix_now_f64() as u64),
+            idp_events: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+
+    /// Counts one delivery to an identity-provider endpoint.
+    pub fn idp_event(&self, endpoint: IdpEndpoint, result: IdpResult) {
+        self.idp_events[endpoint as usize * IDP_RESULTS.len() + result as usize]
+            .fetch_add(1, Relaxed);
+    }
+
+    /// Deliveries counted for an endpoint and result (tests).
+    pub fn idp_events(&self, endpoint: IdpEndpoint, result: IdpResult) -> u64 {
+        self.idp_events[endpoint as usize * IDP_RESULTS.len() + result as usize].load(Relaxed)
     }
 
     /// The slot table for a configuration with these route labels (in route
@@ -423,6 +475,19 @@ impl Metrics {
                     out,
                     "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                     read()
+                );
+            }
+        }
+        out.push_str(
+            "# HELP revgate_idp_events_total Deliveries from the identity provider by endpoint and result\n\
+             # TYPE revgate_idp_events_total counter\n",
+        );
+        for (e, endpoint) in IDP_ENDPOINTS.iter().enumerate() {
+            for (r, result) in IDP_RESULTS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "revgate_idp_events_total{{endpoint=\"{endpoint}\",result=\"{result}\"}} {}",
+                    self.idp_events[e * IDP_RESULTS.len() + r].load(Relaxed)
                 );
             }
         }

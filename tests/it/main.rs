@@ -5,6 +5,7 @@ mod access_log;
 mod auth;
 mod cli;
 mod crash;
+mod idp;
 mod pool;
 mod proxy;
 mod reference;

@@ -1,0 +1,724 @@
+//! Revocations pushed by the identity provider: back-channel logout and
+//! RFC 8935 security events, against a small fake identity provider
+//! written here. It signs access tokens, logout tokens and SETs with its own
+//! key (ES256, kid `ec256-1`) and serves its JWKS over HTTP to the
+//! gateway's `jwt.jwks_url`, as Keycloak's realm `certs` endpoint does.
+
+use crate::support::*;
+use hyper::StatusCode;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use revgate::idp::{
+    BACKCHANNEL_LOGOUT_EVENT, CAEP_SESSION_REVOKED, RISC_ACCOUNT_DISABLED,
+    RISC_CREDENTIAL_COMPROMISE,
+};
+use revgate::revocation::redis::testing::RedisServer;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const ISSUER: &str = "https://idp.test/realms/demo";
+const AUDIENCE: &str = "revgate-client";
+const LOGOUT_PATH: &str = "/auth/backchannel-logout";
+const EVENTS_PATH: &str = "/auth/events";
+const PUSH_TOKEN: &str = "push-token-for-tests-0123456789";
+
+/// The fake identity provider: its key and its JWKS endpoint.
+struct FakeIdp {
+    jwks: Upstream,
+    key: EncodingKey,
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+impl FakeIdp {
+    async fn start() -> FakeIdp {
+        let jwks = String::from_utf8(fixture("jwks.json")).expect("utf-8");
+        let server = Upstream::with(move |_req| {
+            let jwks = jwks.clone();
+            async move {
+                let mut resp = text(StatusCode::OK, &jwks);
+                resp.headers_mut().insert(
+                    "content-type",
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+                resp
+            }
+        })
+        .await;
+        FakeIdp {
+            jwks: server,
+            key: EncodingKey::from_ec_pem(&fixture("ec256.pem")).expect("ec key"),
+        }
+    }
+
+    /// The realm's `certs` URL.
+    fn jwks_url(&self) -> String {
+        format!(
+            "{}/realms/demo/protocol/openid-connect/certs",
+            self.jwks.url()
+        )
+    }
+
+    fn sign(&self, typ: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("ec256-1".into());
+        header.typ = typ.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, &self.key).expect("sign")
+    }
+
+    /// An access token of `sub` in session `sid`.
+    fn access_token(&self, sub: &str, sid: Option<&str>) -> String {
+        let mut c = json!({
+            "iss": ISSUER, "sub": sub, "jti": unique("at"), "iat": now(), "exp": now() + 600,
+            "scope": "orders:read",
+        });
+        if let Some(sid) = sid {
+            c["sid"] = json!(sid);
+        }
+        self.sign(Some("JWT"), &c)
+    }
+}
+
+/// The claims of a valid logout token for `sub` and/or `sid`.
+fn logout_claims(sub: Option<&str>, sid: Option<&str>) -> Value {
+    let mut c = json!({
+        "iss": ISSUER, "aud": AUDIENCE, "iat": now(), "exp": now() + 120,
+        "jti": unique("lt"),
+        "events": { BACKCHANNEL_LOGOUT_EVENT: {} },
+    });
+    if let Some(sub) = sub {
+        c["sub"] = json!(sub);
+    }
+    if let Some(sid) = sid {
+        c["sid"] = json!(sid);
+    }
+    c
+}
+
+/// The claims of a SET carrying one event about `subject`.
+fn set_claims(event: &str, subject: Value) -> Value {
+    json!({
+        "iss": ISSUER, "aud": AUDIENCE, "iat": now(), "jti": unique("set"),
+        "events": { event: { "subject": subject } },
+    })
+}
+
+fn config(idp: &FakeIdp, upstream: &str, revocation: &str, extra: &str) -> String {
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+token = "{ADMIN_TOKEN}"
+
+[jwt]
+algorithms = ["ES256"]
+jwks_url = "{jwks}"
+issuer = "{ISSUER}"
+backchannel_audience = "{AUDIENCE}"
+leeway = "0s"
+
+[revocation]
+{revocation}
+
+[endpoints]
+backchannel_logout = "{LOGOUT_PATH}"
+security_events = "{EVENTS_PATH}"
+{extra}
+
+[[route]]
+prefix = "/api/"
+upstream = "{upstream}"
+auth = "required"
+"#,
+        jwks = idp.jwks_url(),
+    )
+}
+
+async fn start(idp: &FakeIdp, up: &Upstream) -> Gateway {
+    Gateway::start(&config(idp, &up.url(), "", "")).await
+}
+
+async fn backchannel_logout(gw: &Gateway, logout_token: &str) -> Got {
+    send(
+        "POST",
+        &gw.url(LOGOUT_PATH),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &format!("logout_token={logout_token}"),
+    )
+    .await
+}
+
+async fn push(gw: &Gateway, set: &str, auth: Option<&str>) -> Got {
+    let bearer = auth.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/secevent+jwt")];
+    if let Some(b) = &bearer {
+        headers.push(("authorization", b));
+    }
+    send("POST", &gw.url(EVENTS_PATH), &headers, set).await
+}
+
+async fn status(gw: &Gateway, token: &str) -> StatusCode {
+    get_with(&gw.url("/api/x"), token).await.status
+}
+
+/// A logout for a session refuses every token of that session, and only
+/// those: another session of the same user and tokens without `sid` go on.
+#[tokio::test]
+async fn backchannel_logout_revokes_the_session_and_only_it() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let gw = start(&idp, &up).await;
+    let s1 = unique("sid");
+    let (a1, a2) = (
+        idp.access_token("alice", Some(&s1)),
+        idp.access_token("alice", Some(&s1)),
+    );
+    let other_session = idp.access_token("alice", Some(&unique("sid")));
+    let no_session = idp.access_token("alice", None);
+    for t in [&a1, &a2, &other_session, &no_session] {
+        assert_eq!(status(&gw, t).await, StatusCode::OK);
+    }
+
+    let lt = idp.sign(Some("logout+jwt"), &logout_claims(Some("alice"), Some(&s1)));
+    let got = backchannel_logout(&gw, &lt).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    assert_eq!(got.header("cache-control"), "no-store");
+
+    for t in [&a1, &a2] {
+        let got = get_with(&gw.url("/api/x"), t).await;
+        assert_eq!(got.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(got.json()["error_description"], "token revoked");
+    }
+    assert_eq!(status(&gw, &other_session).await, StatusCode::OK);
+    assert_eq!(status(&gw, &no_session).await, StatusCode::OK);
+    // A token of that session issued afterwards is refused too.
+    assert_eq!(
+        status(&gw, &idp.access_token("alice", Some(&s1))).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let metrics = get(&gw.admin_url("/metrics"), &[]).await.body;
+    assert!(
+        metrics.contains(
+            "revgate_idp_events_total{endpoint=\"backchannel_logout\",result=\"accepted\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+/// A logout token with `sub` and no `sid` logs the user out of everything:
+/// every token of the subject issued so far is refused.
+#[tokio::test]
+async fn backchannel_logout_by_sub_revokes_every_token_of_the_subject() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let gw = start(&idp, &up).await;
+    let bob = [
+        idp.access_token("bob", Some(&unique("sid"))),
+        idp.access_token("bob", None),
+    ];
+    let carol = idp.access_token("carol", None);
+    let lt = idp.sign(Some("logout+jwt"), &logout_claims(Some("bob"), None));
+    assert_eq!(backchannel_logout(&gw, &lt).await.status, StatusCode::OK);
+    for t in &bob {
+        assert_eq!(status(&gw, t).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(status(&gw, &carol).await, StatusCode::OK);
+}
+
+/// Each validation step of the specification refuses its own token with
+/// 400 `invalid_request`, `Cache-Control: no-store`, and revokes nothing.
+#[tokio::test]
+async fn backchannel_logout_refuses_each_invalid_logout_token() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let gw = start(&idp, &up).await;
+    let sid = unique("sid");
+    let victim = idp.access_token("alice", Some(&sid));
+    let good = || logout_claims(Some("alice"), Some(&sid));
+    let with = |k: &str, v: Value| {
+        let mut c = good();
+        c[k] = v;
+        c
+    };
+    let without = |k: &str| {
+        let mut c = good();
+        c.as_object_mut().expect("object").remove(k);
+        c
+    };
+    let tampered = {
+        let t = idp.sign(Some("logout+jwt"), &good());
+        let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        parts[1] = b64.encode(with("sid", json!("another")).to_string());
+        parts.join(".")
+    };
+    let mut neither = good();
+    neither.as_object_mut().expect("object").remove("sub");
+    neither.as_object_mut().expect("object").remove("sid");
+    let hs256_token = hs256(&good());
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("bad signature", tampered, "invalid signature"),
+        (
+            "alg not allowed",
+            hs256_token,
+            "token algorithm not allowed",
+        ),
+        (
+            "wrong iss",
+            idp.sign(None, &with("iss", json!("https://evil.test"))),
+            "iss is not the configured issuer",
+        ),
+        (
+            "wrong aud",
+            idp.sign(None, &with("aud", json!("some-other-client"))),
+            "aud does not name jwt.backchannel_audience",
+        ),
+        (
+            "no events",
+            idp.sign(None, &without("events")),
+            "events is missing",
+        ),
+        (
+            "events member not an object",
+            idp.sign(
+                None,
+                &with("events", json!({ BACKCHANNEL_LOGOUT_EVENT: true })),
+            ),
+            "the back-channel logout event is not a JSON object",
+        ),
+        (
+            "other event",
+            idp.sign(None, &with("events", json!({ "urn:other": {} }))),
+            "events has no back-channel logout event",
+        ),
+        (
+            "nonce",
+            idp.sign(None, &with("nonce", json!("n-0S6_WzA2Mj"))),
+            "a logout token must not contain nonce",
+        ),
+        (
+            "neither sub nor sid",
+            idp.sign(None, &neither),
+            "neither sub nor sid is present",
+        ),
+        (
+            "expired",
+            idp.sign(None, &with("exp", json!(now() - 10))),
+            "logout token expired",
+        ),
+        ("no iat", idp.sign(None, &without("iat")), "iat is missing"),
+        ("no jti", idp.sign(None, &without("jti")), "jti is missing"),
+        (
+            "typ JWT",
+            idp.sign(Some("JWT"), &good()),
+            "typ is not logout+jwt",
+        ),
+        (
+            "typ of an access token",
+            idp.sign(Some("at+jwt"), &good()),
+            "typ is not logout+jwt",
+        ),
+    ];
+    for (what, token, why) in cases {
+        let got = backchannel_logout(&gw, &token).await;
+        assert_eq!(got.status, StatusCode::BAD_REQUEST, "{what}: {}", got.body);
+        assert_eq!(got.header("cache-control"), "no-store", "{what}");
+        assert_eq!(got.json()["error"], "invalid_request", "{what}");
+        assert_eq!(got.json()["error_description"], why, "{what}");
+    }
+    // The form itself.
+    for (body, why) in [
+        ("", "the logout_token parameter is required"),
+        ("logout_token=", "the logout_token parameter is required"),
+        (
+            "logout_token=a.b.c&logout_token=a.b.c",
+            "the logout_token parameter is repeated",
+        ),
+    ] {
+        let got = send("POST", &gw.url(LOGOUT_PATH), &[], body).await;
+        assert_eq!(got.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(got.json()["error_description"], why);
+    }
+    let huge = format!("logout_token={}", "a".repeat(17 * 1024));
+    let got = send("POST", &gw.url(LOGOUT_PATH), &[], &huge).await;
+    assert_eq!(got.status, StatusCode::BAD_REQUEST);
+    assert_eq!(got.header("cache-control"), "no-store");
+    assert_eq!(
+        status(&gw, &victim).await,
+        StatusCode::OK,
+        "nothing revoked"
+    );
+
+    // `typ` is compared case-insensitively, with or without `application/`.
+    let lt = idp.sign(Some("Application/Logout+JWT"), &good());
+    assert_eq!(backchannel_logout(&gw, &lt).await.status, StatusCode::OK);
+    assert_eq!(status(&gw, &victim).await, StatusCode::UNAUTHORIZED);
+    // The same logout token again: its jti was seen.
+    let got = backchannel_logout(&gw, &lt).await;
+    assert_eq!(got.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        got.json()["error_description"],
+        "logout token replayed (its jti was seen before)"
+    );
+    // A GET is not a logout.
+    let got = get(&gw.url(LOGOUT_PATH), &[]).await;
+    assert_eq!(got.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(got.header("cache-control"), "no-store");
+}
+
+/// With a durable local store, a session logged out at the identity
+/// provider stays revoked across a restart.
+#[tokio::test]
+async fn a_session_revocation_survives_a_restart() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let dir = temp_dir("idp-restart");
+    let revocation = format!("path = \"{}\"", dir.display());
+    let cfg = config(&idp, &up.url(), &revocation, "");
+    let sid = unique("sid");
+    let t = idp.access_token("alice", Some(&sid));
+    {
+        let mut gw = Gateway::start(&cfg).await;
+        let lt = idp.sign(None, &logout_claims(None, Some(&sid)));
+        assert_eq!(backchannel_logout(&gw, &lt).await.status, StatusCode::OK);
+        assert_eq!(status(&gw, &t).await, StatusCode::UNAUTHORIZED);
+        gw.shutdown();
+        let _ = (&mut gw.task).await;
+    }
+    let gw = Gateway::start(&cfg).await;
+    assert_eq!(status(&gw, &t).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&gw, &idp.access_token("alice", Some(&unique("sid")))).await,
+        StatusCode::OK
+    );
+}
+
+/// `endpoints.logout_revokes = "session"`: a logout at the gateway ends the
+/// caller's whole session; with the default only its token.
+#[tokio::test]
+async fn logout_revokes_session_ends_every_token_of_the_session() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let session =
+        Gateway::start(&config(&idp, &up.url(), "", "logout_revokes = \"session\"")).await;
+    let token_only = start(&idp, &up).await;
+    for (gw, sibling_after) in [
+        (&session, StatusCode::UNAUTHORIZED),
+        (&token_only, StatusCode::OK),
+    ] {
+        let sid = unique("sid");
+        let (t1, t2) = (
+            idp.access_token("dora", Some(&sid)),
+            idp.access_token("dora", Some(&sid)),
+        );
+        let got = post_with(&gw.url("/auth/logout"), &t1).await;
+        assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+        assert_eq!(status(gw, &t1).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status(gw, &t2).await, sibling_after);
+        if sibling_after == StatusCode::UNAUTHORIZED {
+            assert_eq!(got.json()["sid"], sid.as_str());
+        }
+    }
+}
+
+/// The admin API revokes a session by `{"sid"}`; introspection sees it.
+#[tokio::test]
+async fn admin_revokes_a_session() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let gw = start(&idp, &up).await;
+    let sid = unique("sid");
+    let t = idp.access_token("erin", Some(&sid));
+    let got = admin(
+        &gw,
+        "POST",
+        "/admin/revocations",
+        &json!({ "sid": sid }).to_string(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    assert_eq!(got.json()["sid"], sid.as_str());
+    assert!(got.json()["expires_at"].as_u64().unwrap_or(0) > now() + 3600);
+    assert_eq!(status(&gw, &t).await, StatusCode::UNAUTHORIZED);
+    let got = admin(
+        &gw,
+        "POST",
+        "/admin/introspect",
+        &json!({ "token": t }).to_string(),
+    )
+    .await;
+    assert_eq!(got.json()["revoked"], true);
+    let got = admin(
+        &gw,
+        "POST",
+        "/admin/revocations",
+        &json!({ "sid": "" }).to_string(),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::BAD_REQUEST);
+}
+
+/// RFC 8935 push: each CAEP/RISC event and subject format revokes what it
+/// names; a SET already acted on is acknowledged again without effect.
+#[tokio::test]
+async fn security_events_revoke_sessions_subjects_and_tokens() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let gw = start(&idp, &up).await;
+
+    let sid = unique("sid");
+    let in_session = idp.access_token("frank", Some(&sid));
+    let set = idp.sign(
+        Some("secevent+jwt"),
+        &set_claims(CAEP_SESSION_REVOKED, json!({"format": "opaque", "id": sid})),
+    );
+    let got = push(&gw, &set, None).await;
+    assert_eq!(got.status, StatusCode::ACCEPTED, "{}", got.body);
+    assert_eq!(status(&gw, &in_session).await, StatusCode::UNAUTHORIZED);
+    // The same SET again: deduplicated by jti, still 202.
+    assert_eq!(push(&gw, &set, None).await.status, StatusCode::ACCEPTED);
+
+    let disabled = idp.access_token("grace", None);
+    let set = idp.sign(
+        None,
+        &set_claims(
+            RISC_ACCOUNT_DISABLED,
+            json!({"format": "iss_sub", "iss": ISSUER, "sub": "grace"}),
+        ),
+    );
+    assert_eq!(push(&gw, &set, None).await.status, StatusCode::ACCEPTED);
+    assert_eq!(status(&gw, &disabled).await, StatusCode::UNAUTHORIZED);
+
+    let jti = unique("at");
+    let compromised = idp.sign(
+        None,
+        &json!({"iss": ISSUER, "sub": "heidi", "jti": jti, "iat": now(), "exp": now() + 600}),
+    );
+    let sibling = idp.access_token("heidi", None);
+    let set = idp.sign(
+        None,
+        &set_claims(
+            RISC_CREDENTIAL_COMPROMISE,
+            json!({"format": "jwt_id", "iss": ISSUER, "jti": jti}),
+        ),
+    );
+    assert_eq!(push(&gw, &set, None).await.status, StatusCode::ACCEPTED);
+    assert_eq!(status(&gw, &compromised).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&gw, &sibling).await, StatusCode::OK);
+
+    // A complex subject with a session.
+    let sid2 = unique("sid");
+    let t = idp.access_token("ivan", Some(&sid2));
+    let subject = json!({
+        "format": "complex",
+        "user": {"format": "iss_sub", "iss": ISSUER, "sub": "ivan"},
+        "session": {"format": "opaque", "id": sid2},
+    });
+    let set = idp.sign(None, &set_claims(CAEP_SESSION_REVOKED, subject));
+    assert_eq!(push(&gw, &set, None).await.status, StatusCode::ACCEPTED);
+    assert_eq!(status(&gw, &t).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&gw, &idp.access_token("ivan", None)).await,
+        StatusCode::OK
+    );
+
+    let metrics = get(&gw.admin_url("/metrics"), &[]).await.body;
+    for (result, n) in [("accepted", 4), ("duplicate", 1)] {
+        let line = format!(
+            "revgate_idp_events_total{{endpoint=\"security_events\",result=\"{result}\"}} {n}"
+        );
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+}
+
+/// Each refusal of the push receiver has its RFC 8935 error code.
+#[tokio::test]
+async fn security_events_refusals_carry_rfc8935_error_codes() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let extra = format!("\n[events]\npush_token = \"{PUSH_TOKEN}\"\n");
+    let gw = Gateway::start(&config(&idp, &up.url(), "", &extra)).await;
+    let sid = unique("sid");
+    let victim = idp.access_token("judy", Some(&sid));
+    let good = || set_claims(CAEP_SESSION_REVOKED, json!({"format": "opaque", "id": sid}));
+    let with = |k: &str, v: Value| {
+        let mut c = good();
+        c[k] = v;
+        c
+    };
+    let tampered = {
+        let t = idp.sign(None, &good());
+        let (head, _) = t.rsplit_once('.').expect("jws");
+        format!("{head}.{}", "A".repeat(86))
+    };
+    let cases: Vec<(&str, String, Option<&str>, &str)> = vec![
+        (
+            "no push token",
+            idp.sign(None, &good()),
+            None,
+            "authentication_failed",
+        ),
+        (
+            "wrong push token",
+            idp.sign(None, &good()),
+            Some("wrong-token-0123456789abcdef"),
+            "authentication_failed",
+        ),
+        ("bad signature", tampered, Some(PUSH_TOKEN), "invalid_key"),
+        (
+            "not a JWT",
+            "hello".to_owned(),
+            Some(PUSH_TOKEN),
+            "invalid_request",
+        ),
+        (
+            "wrong iss",
+            idp.sign(None, &with("iss", json!("https://evil.test"))),
+            Some(PUSH_TOKEN),
+            "invalid_issuer",
+        ),
+        (
+            "wrong aud",
+            idp.sign(None, &with("aud", json!("api"))),
+            Some(PUSH_TOKEN),
+            "invalid_audience",
+        ),
+        (
+            "no events",
+            idp.sign(None, &with("events", json!(null))),
+            Some(PUSH_TOKEN),
+            "invalid_request",
+        ),
+        (
+            "typ JWT",
+            idp.sign(Some("JWT"), &good()),
+            Some(PUSH_TOKEN),
+            "invalid_request",
+        ),
+    ];
+    for (what, set, auth, code) in cases {
+        let got = push(&gw, &set, auth).await;
+        assert_eq!(got.status, StatusCode::BAD_REQUEST, "{what}: {}", got.body);
+        assert_eq!(got.json()["err"], code, "{what}: {}", got.body);
+        assert!(got.json()["description"].is_string(), "{what}");
+        assert_eq!(got.header("cache-control"), "no-store", "{what}");
+    }
+    // The media type is required.
+    let bearer = format!("Bearer {PUSH_TOKEN}");
+    let got = send(
+        "POST",
+        &gw.url(EVENTS_PATH),
+        &[
+            ("content-type", "application/jwt"),
+            ("authorization", &bearer),
+        ],
+        &idp.sign(None, &good()),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::BAD_REQUEST);
+    assert_eq!(got.json()["err"], "invalid_request");
+    assert_eq!(
+        status(&gw, &victim).await,
+        StatusCode::OK,
+        "nothing revoked"
+    );
+
+    let got = push(&gw, &idp.sign(None, &good()), Some(PUSH_TOKEN)).await;
+    assert_eq!(got.status, StatusCode::ACCEPTED, "{}", got.body);
+    assert_eq!(status(&gw, &victim).await, StatusCode::UNAUTHORIZED);
+}
+
+/// A separate events issuer: SETs are verified with `[events]` keys and
+/// must name `events.issuer`; the `[jwt]` issuer is refused there.
+#[tokio::test]
+async fn a_separate_events_issuer_has_its_own_keys() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let jwks_file = format!(
+        "{}/tests/fixtures/keys/jwks.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let extra = format!(
+        "\n[events]\nissuer = \"https://ssf.test\"\nalgorithms = [\"ES256\"]\njwks_file = \"{jwks_file}\"\n"
+    );
+    let gw = Gateway::start(&config(&idp, &up.url(), "", &extra)).await;
+    let sid = unique("sid");
+    let t = idp.access_token("ken", Some(&sid));
+    let mut claims = set_claims(CAEP_SESSION_REVOKED, json!({"format": "opaque", "id": sid}));
+    let got = push(&gw, &idp.sign(None, &claims), None).await;
+    assert_eq!(got.json()["err"], "invalid_issuer", "{}", got.body);
+    claims["iss"] = json!("https://ssf.test");
+    let got = push(&gw, &idp.sign(None, &claims), None).await;
+    assert_eq!(got.status, StatusCode::ACCEPTED, "{}", got.body);
+    assert_eq!(status(&gw, &t).await, StatusCode::UNAUTHORIZED);
+}
+
+/// A back-channel logout delivered to replica A is refused by replica B;
+/// after Redis loses its data, A writes the session back, so a replica
+/// started afterwards refuses it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backchannel_logout_on_one_replica_is_refused_by_the_other() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let revocation = format!("store = \"redis\"\nredis_url = \"{}\"", redis.url());
+    let cfg = config(&idp, &up.url(), &revocation, "");
+    let ready = |gw: &Gateway| {
+        let url = gw.admin_url("/readyz");
+        async move {
+            eventually("replica ready", Duration::from_secs(15), || {
+                let url = url.clone();
+                async move { get(&url, &[]).await.status == StatusCode::OK }
+            })
+            .await;
+        }
+    };
+    let a = Gateway::start(&cfg).await;
+    ready(&a).await;
+    let b = Gateway::start(&cfg).await;
+    ready(&b).await;
+    let sid = unique("sid");
+    let t = idp.access_token("leo", Some(&sid));
+    assert_eq!(status(&b, &t).await, StatusCode::OK);
+
+    let lt = idp.sign(Some("logout+jwt"), &logout_claims(Some("leo"), Some(&sid)));
+    assert_eq!(backchannel_logout(&a, &lt).await.status, StatusCode::OK);
+    // A answered once the record was in Redis: B sees it within the
+    // propagation bound.
+    let (on_b, token) = (&b, &t);
+    eventually(
+        "B refuses the session",
+        Duration::from_secs(5),
+        || async move { status(on_b, token).await == StatusCode::UNAUTHORIZED },
+    )
+    .await;
+
+    redis.restart_empty();
+    let metrics = a.admin_url("/metrics");
+    let metrics = &metrics;
+    eventually(
+        "A wrote the session back",
+        Duration::from_secs(15),
+        || async move {
+            let body = get(metrics, &[]).await.body;
+            body.lines()
+                .find_map(|l| {
+                    l.strip_prefix("revgate_store_written_back_total")?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .is_some_and(|v| v >= 1)
+        },
+    )
+    .await;
+    ready(&a).await;
+    let late = Gateway::start(&cfg).await;
+    ready(&late).await;
+    assert_eq!(status(&late, &t).await, StatusCode::UNAUTHORIZED);
+}
