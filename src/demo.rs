@@ -91,6 +91,9 @@ pub async fn run(mut config: Config, tls: bool) -> anyhow::Result<()> {
     if let Err(e) = show_logout(&config, &base, &client).await {
         println!("(the logout walkthrough could not run: {e})\n");
     }
+    if let Err(e) = show_backchannel_logout(&config, &base, &client).await {
+        println!("(the back-channel logout walkthrough could not run: {e})\n");
+    }
     println!("Stop with Ctrl-C.");
     let _keep_until_exit = stop_tx;
     server.await?;
@@ -148,6 +151,77 @@ async fn show_logout(config: &Config, base: &str, client: &Client) -> anyhow::Re
     Ok(())
 }
 
+/// Plays the identity provider: two tokens of one session (`sid`), then a
+/// back-channel logout token for that session POSTed as Keycloak would, and
+/// both tokens refused. Runs when `endpoints.backchannel_logout` is served
+/// and the `[jwt]` keys are an HMAC secret the demo can sign with.
+async fn show_backchannel_logout(
+    config: &Config,
+    base: &str,
+    client: &Client,
+) -> anyhow::Result<()> {
+    let (Some(jwt), Some(path), Some(audience)) = (
+        &config.jwt,
+        &config.endpoints.backchannel_logout,
+        &config.idp.backchannel_audience,
+    ) else {
+        return Ok(());
+    };
+    let (Some(issuer), Some(secret)) = (&jwt.issuer, &jwt.hmac_secret) else {
+        return Ok(());
+    };
+    let Some(route) = config
+        .routes
+        .iter()
+        .find(|r| r.auth == crate::config::AuthMode::Required)
+    else {
+        return Ok(());
+    };
+    let sid = format!(
+        "demo-session-{}",
+        crate::revocation::token_fingerprint(base)
+    );
+    let mint = || {
+        let mut req = crate::auth::MintRequest::new("demo-user");
+        req.ttl = std::time::Duration::from_secs(3600);
+        req.scope = Some(route.scopes.join(" "));
+        req.claims.push(("sid".into(), serde_json::json!(sid)));
+        crate::auth::mint(jwt, &req)
+    };
+    let (first, second) = (mint()?, mint()?);
+    let url = format!("{base}{}orders", route.prefix);
+    let logout = format!("{base}{path}");
+    println!("Logout at the identity provider (back-channel logout), done for you just now:");
+    println!("  two tokens of session {sid}:");
+    for t in [&first, &second] {
+        let (status, _) = client.call("GET", &url, t).await?;
+        println!("  GET  {url}  -> {status}");
+    }
+    let now = crate::revocation::Clock::now(&crate::revocation::SystemClock);
+    let event = crate::idp::BACKCHANNEL_LOGOUT_EVENT;
+    let claims = serde_json::json!({
+        "iss": issuer, "aud": audience, "iat": now, "exp": now + 120,
+        "jti": format!("demo-logout-{now}"), "sid": sid,
+        "events": { event: {} },
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some("logout+jwt".into());
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.expose())?;
+    let logout_token = jsonwebtoken::encode(&header, &claims, &key)?;
+    let (status, _) = client
+        .post_form(&logout, &format!("logout_token={logout_token}"))
+        .await?;
+    println!(
+        "  POST {logout}  logout_token=<signed by the identity provider, sid {sid}>  -> {status}"
+    );
+    for t in [&first, &second] {
+        let (status, body) = client.call("GET", &url, t).await?;
+        println!("  GET  {url}  -> {status} {body}");
+    }
+    println!();
+    Ok(())
+}
+
 /// How the demo talks to its own gateway: plain HTTP, or HTTPS trusting
 /// the demo's CA (and the curl command line to print for it).
 enum Client {
@@ -195,12 +269,27 @@ impl Client {
     }
 
     async fn call(&self, method: &str, url: &str, token: &str) -> anyhow::Result<(u16, String)> {
-        use http_body_util::BodyExt;
         let req = hyper::Request::builder()
             .method(method)
             .uri(url)
             .header("authorization", format!("Bearer {token}"))
             .body(Full::new(Bytes::new()))?;
+        self.send(req).await
+    }
+
+    /// POSTs a form body.
+    async fn post_form(&self, url: &str, form: &str) -> anyhow::Result<(u16, String)> {
+        let req = hyper::Request::builder()
+            .method("POST")
+            .uri(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form.to_owned())))?;
+        self.send(req).await
+    }
+
+    /// The status and a short body (none when it is long).
+    async fn send(&self, req: hyper::Request<Full<Bytes>>) -> anyhow::Result<(u16, String)> {
+        use http_body_util::BodyExt;
         let resp = match self {
             Client::Plain => {
                 LegacyClient::builder(TokioExecutor::new())
