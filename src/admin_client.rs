@@ -23,6 +23,8 @@ pub enum RevokeTarget {
     Token(String),
     /// Every token of a subject issued up to now.
     Sub(String),
+    /// Every token of an identity-provider session.
+    Sid(String),
 }
 
 /// Failure of the admin client.
@@ -62,6 +64,7 @@ pub async fn revoke(
         }
         RevokeTarget::Token(t) => serde_json::json!({ "token": t }),
         RevokeTarget::Sub(s) => serde_json::json!({ "sub": s }),
+        RevokeTarget::Sid(s) => serde_json::json!({ "sid": s }),
     };
     let url = format!("{base}/admin/revocations");
     let mut auth = b"Bearer ".to_vec();

@@ -82,9 +82,10 @@ pub enum StoreCommand {
     },
 }
 
-/// `revgate revoke` options: exactly one of `--jti`, `--token`, `--sub`.
+/// `revgate revoke` options: exactly one of `--jti`, `--token`, `--sub`,
+/// `--sid`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["jti", "token", "sub"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["jti", "token", "sub", "sid"])))]
 pub struct RevokeArgs {
     /// Revoke this `jti`.
     #[arg(long)]
@@ -100,6 +101,9 @@ pub struct RevokeArgs {
     /// Revoke every token of this subject issued up to now (logout-all).
     #[arg(long)]
     pub sub: Option<String>,
+    /// Revoke every token of this identity-provider session (`sid` claim).
+    #[arg(long)]
+    pub sid: Option<String>,
     /// The admin API's base URL (default: `http://` + `admin.listen`).
     #[arg(long, value_name = "URL")]
     pub admin_url: Option<String>,
@@ -118,7 +122,10 @@ impl RevokeArgs {
         if let Some(t) = &self.token {
             return Some(RevokeTarget::Token(t.clone()));
         }
-        self.sub.clone().map(RevokeTarget::Sub)
+        self.sub
+            .clone()
+            .map(RevokeTarget::Sub)
+            .or_else(|| self.sid.clone().map(RevokeTarget::Sid))
     }
 }
 

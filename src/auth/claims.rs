@@ -95,6 +95,14 @@ impl Claims {
         if !policy.audience.is_empty() && !audience_matches(raw.get("aud"), &policy.audience) {
             return Err(Reject::InvalidToken("invalid audience"));
         }
+        // A logout token or a Security Event Token (RFC 8417) carries
+        // `events`; an access token never does. Refused, so one can never
+        // pass as the other.
+        if raw.contains_key("events") {
+            return Err(Reject::InvalidToken(
+                "a security event or logout token is not an access token",
+            ));
+        }
         // Logout-all watermarks live as long as the longest token may:
         // a longer-lived one would outlive them.
         if !policy.time.lifetime_ok(exp, iat, now) {

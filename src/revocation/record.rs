@@ -4,9 +4,12 @@
 use super::RevocationKey;
 
 /// A change to the blocklist: what is persisted and what replicas exchange.
-/// Adding a revocation dimension (a session id, say) is a variant here, its
-/// encoding in `local.rs` and `redis/codec.rs`, and its arm in
-/// `Blocklist::apply`.
+/// A revoked session (`sid`) is a [`Record::Revoke`] of a key of its own
+/// kind ([`RevocationKey::from_sid`]), so stores and replicas of earlier
+/// builds read it unchanged. A dimension that is not a key would be a
+/// variant here, its encoding in `local/log.rs` and `redis/codec.rs` (a new
+/// frame kind, so an older store still loads and a damaged one is still
+/// refused), and its arm in `Blocklist::apply`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// Refuse tokens with this key until `expires_at`.

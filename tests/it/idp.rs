@@ -722,3 +722,25 @@ async fn backchannel_logout_on_one_replica_is_refused_by_the_other() {
     ready(&late).await;
     assert_eq!(status(&late, &t).await, StatusCode::UNAUTHORIZED);
 }
+
+/// A logout token or a SET is never accepted as an access token, even
+/// when its `iss` and `aud` would pass the route's checks.
+#[tokio::test]
+async fn a_logout_token_is_not_an_access_token() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let gw = start(&idp, &up).await;
+    let mut lt = logout_claims(Some("mallory"), None);
+    lt["exp"] = json!(now() + 60);
+    let mut set = set_claims(CAEP_SESSION_REVOKED, json!({"format": "opaque", "id": "x"}));
+    set["exp"] = json!(now() + 60);
+    for claims in [lt, set] {
+        let got = get_with(&gw.url("/api/x"), &idp.sign(None, &claims)).await;
+        assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{claims}");
+        assert_eq!(
+            got.json()["error_description"],
+            "a security event or logout token is not an access token"
+        );
+    }
+    assert_eq!(up.count(), 0);
+}
