@@ -1,15 +1,14 @@
 //! Bearer tokens: finding them in a request and verifying them.
 //!
-//! [`Authenticator`] is built once from `[jwt]` (keys loaded, one
-//! `jsonwebtoken::Validation` per allowed algorithm) and shared by every
-//! request. Verification, in this order: structure and base64, `alg` in the
+//! [`Authenticator`] is built once from `[jwt]` (keys loaded and prepared
+//! for `ring`) and shared by every request. Verification, in this order: structure and base64, `alg` in the
 //! allow-list, key by `kid`, signature, `exp`, `nbf`, `iss`, `aud`. Revocation
 //! comes after, in the gateway.
 //!
 //! | file | job |
 //! |---|---|
 //! | `extract.rs` | the token sources (`Authorization`, other headers, cookie, query) |
-//! | `verify.rs` | token shape, header `alg`, the signature check |
+//! | `verify.rs` | token shape, header `alg`, the signature check (`ring`), the payload |
 //! | `keys.rs` | public keys from PEM or JWKS, and choosing one by `kid` and `alg` |
 //! | `jwks.rs` | `jwks_url`: fetch, background refresh, rate-limited refetch |
 //! | `claims.rs` | [`Claims`] and the time, issuer and audience checks |
@@ -47,21 +46,19 @@ use cache::TokenCache;
 use claims::ClaimPolicy;
 use hyper::header::HeaderMap;
 use hyper::Uri;
-use jsonwebtoken::DecodingKey;
 use jwks::{JwksTiming, RemoteJwks};
 use keys::{KeyMiss, KeySet, PublicKey};
 use std::borrow::Cow;
 use std::sync::Arc;
 pub(crate) use verify::MALFORMED as MALFORMED_TOKEN;
-use verify::{TokenHeader, Verifier, ALG_KEY_MISMATCH};
+use verify::{HmacKeys, KeyRef, TokenHeader, ALG_KEY_MISMATCH};
 
 /// Extracts and verifies bearer tokens; built once, shared by all requests.
 pub struct Authenticator {
     sources: Vec<TokenSource>,
     algorithms: Vec<Algorithm>,
-    verifier: Verifier,
     /// The HMAC secret: the only key HS* tokens are ever checked with.
-    hmac: Option<DecodingKey>,
+    hmac: Option<HmacKeys>,
     /// The public keys: the only keys the other algorithms are checked with.
     keys: PublicKeys,
     policy: ClaimPolicy,
@@ -103,10 +100,10 @@ impl Authenticator {
         let leeway = cfg.leeway.as_secs();
         let cache = TokenCache::new(cfg.cache_capacity, leeway);
         let hmac = match &cfg.hmac_secret {
-            Some(secret) => Some(
-                DecodingKey::from_secret(secret.expose())
-                    .map_err(|e| ConfigError::invalid("jwt.hmac_secret", e.to_string()))?,
-            ),
+            Some(secret) if secret.expose().is_empty() => {
+                return Err(ConfigError::invalid("jwt.hmac_secret", "is empty"))
+            }
+            Some(secret) => Some(HmacKeys::new(secret.expose())),
             None => None,
         };
         let keys = if let Some(path) = &cfg.public_key_file {
@@ -135,7 +132,6 @@ impl Authenticator {
         Ok(Arc::new(Authenticator {
             sources: cfg.sources.clone(),
             algorithms: cfg.algorithms.clone(),
-            verifier: Verifier::new(&cfg.algorithms),
             hmac,
             keys,
             policy: ClaimPolicy {
@@ -207,14 +203,7 @@ impl Authenticator {
                 return Ok(claims);
             }
         }
-        let header = verify::parse_header(token, &self.algorithms)?;
-        let raw = if is_hmac(header.alg) {
-            let secret = self.hmac_key(&header)?;
-            self.verifier.signature(token, header.alg, secret)?
-        } else {
-            let key = self.public_key(&header).await?;
-            self.verifier.signature(token, header.alg, &key.key)?
-        };
+        let raw = self.verify_signature(token).await?;
         let claims = Arc::new(Claims::check(raw, token, &self.policy, now)?);
         if let Some(cache) = &self.cache {
             cache.insert(token, &claims, now);
@@ -230,13 +219,12 @@ impl Authenticator {
         &self,
         token: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, Reject> {
-        let header = verify::parse_header(token, &self.algorithms)?;
-        if is_hmac(header.alg) {
-            let secret = self.hmac_key(&header)?;
-            self.verifier.signature(token, header.alg, secret)
+        let parsed = verify::parse(token, &self.algorithms)?;
+        if is_hmac(parsed.header.alg) {
+            parsed.verify(KeyRef::Hmac(self.hmac_key(&parsed.header)?))
         } else {
-            let key = self.public_key(&header).await?;
-            self.verifier.signature(token, header.alg, &key.key)
+            let key = self.public_key(&parsed.header).await?;
+            parsed.verify(KeyRef::Public(&key.key))
         }
     }
 
@@ -248,7 +236,7 @@ impl Authenticator {
     /// The HMAC secret for an HS* token. A `kid` that names one of the
     /// public keys means the token wants an asymmetric key used as an HMAC
     /// secret: refused.
-    fn hmac_key(&self, header: &TokenHeader) -> Result<&DecodingKey, Reject> {
+    fn hmac_key(&self, header: &TokenHeader) -> Result<&HmacKeys, Reject> {
         if let Some(kid) = &header.kid {
             if self.keys.current().has_kid(kid) {
                 return Err(ALG_KEY_MISMATCH);

@@ -5,8 +5,13 @@
 //! algorithms: an RSA key never checks an `ES256` signature, a P-384 key never
 //! an `ES256` one, and no public key ever serves as an HMAC secret (HMAC tokens
 //! are checked with the configured secret alone, see `verify.rs`).
+//!
+//! `jsonwebtoken` parses the PEM and JWK forms; each key is then held as the
+//! [`SigKey`] that `ring` verifies with, checked once here (an RSA modulus
+//! under 2048 bits is refused at load, not on every request).
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+use super::verify::SigKey;
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -44,7 +49,7 @@ pub(crate) struct PublicKey {
     /// The JWK's `alg`, when it pins one.
     pub(crate) alg: Option<Algorithm>,
     pub(crate) kind: KeyKind,
-    pub(crate) key: DecodingKey,
+    pub(crate) key: SigKey,
 }
 
 impl PublicKey {
@@ -101,16 +106,15 @@ impl KeySet {
                 .to_string());
         }
         let (kind, key) = if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-            (KeyKind::Rsa, key)
+            (KeyKind::Rsa, rsa_key(&key)?)
         } else if let Ok(key) = DecodingKey::from_ec_pem(pem) {
-            let kind = ec_kind(key.try_get_as_bytes().unwrap_or_default())
-                .ok_or("is an EC key on a curve other than P-256 or P-384")?;
-            (kind, key)
+            ec_key(key.try_get_as_bytes().unwrap_or_default())
+                .ok_or("is an EC key on a curve other than P-256 or P-384")?
         } else if let Ok(key) = DecodingKey::from_ed_pem(pem) {
-            if key.try_get_as_bytes().map(<[u8]>::len) != Ok(32) {
-                return Err("is not an Ed25519 public key".to_string());
+            match key.try_get_as_bytes() {
+                Ok(bytes) if bytes.len() == 32 => (KeyKind::Ed25519, SigKey::Ed25519(bytes.into())),
+                _ => return Err("is not an Ed25519 public key".to_string()),
             }
-            (KeyKind::Ed25519, key)
         } else {
             return Err("is not a PEM RSA, EC (P-256/P-384) or Ed25519 public key".to_string());
         };
@@ -204,12 +208,27 @@ impl KeySet {
     }
 }
 
-/// The curve of an uncompressed SEC1 point, by its length.
-fn ec_kind(point: &[u8]) -> Option<KeyKind> {
+/// An uncompressed SEC1 point and its curve, told by its length.
+fn ec_key(point: &[u8]) -> Option<(KeyKind, SigKey)> {
     match (point.first(), point.len()) {
-        (Some(4), 65) => Some(KeyKind::EcP256),
-        (Some(4), 97) => Some(KeyKind::EcP384),
+        (Some(4), 65) => Some((KeyKind::EcP256, SigKey::EcP256(point.into()))),
+        (Some(4), 97) => Some((KeyKind::EcP384, SigKey::EcP384(point.into()))),
         _ => None,
+    }
+}
+
+/// An RSA key as `ring` takes it: modulus and exponent, from the PKCS#1
+/// DER of a PEM key or from a JWK's `n` and `e`.
+fn rsa_key(key: &DecodingKey) -> Result<SigKey, String> {
+    match key.kind() {
+        DecodingKeyKind::RsaModulusExponent { n, e } => SigKey::rsa(n, e),
+        DecodingKeyKind::SecretOrDer(der) => {
+            let provider = jsonwebtoken::crypto::CryptoProvider::try_get_default()
+                .ok_or("no RSA key parser in this build")?;
+            let (n, e) = (provider.key_utils.rsa_pub_components_from_public_key)(der)
+                .map_err(|e| format!("is not an RSA public key: {e}"))?;
+            SigKey::rsa(&n, &e)
+        }
     }
 }
 
@@ -242,30 +261,30 @@ fn jwk(entry: &Value) -> Result<PublicKey, String> {
         Some("RSA") => {
             let key =
                 DecodingKey::from_rsa_components(required("n")?, required("e")?).map_err(bad)?;
-            (KeyKind::Rsa, key)
+            (KeyKind::Rsa, rsa_key(&key)?)
         }
         Some("EC") => {
-            let (kind, len) = match member("crv") {
-                Some("P-256") => (KeyKind::EcP256, 32),
-                Some("P-384") => (KeyKind::EcP384, 48),
+            let kind = match member("crv") {
+                Some("P-256") => KeyKind::EcP256,
+                Some("P-384") => KeyKind::EcP384,
                 other => return Err(format!("EC curve {other:?} is not P-256 or P-384")),
             };
             let key =
                 DecodingKey::from_ec_components(required("x")?, required("y")?).map_err(bad)?;
-            if key.try_get_as_bytes().map(<[u8]>::len) != Ok(1 + 2 * len) {
-                return Err("EC coordinates have the wrong length for the curve".to_string());
+            match key.try_get_as_bytes().ok().and_then(ec_key) {
+                Some((of_point, key)) if of_point == kind => (kind, key),
+                _ => return Err("EC coordinates have the wrong length for the curve".to_string()),
             }
-            (kind, key)
         }
         Some("OKP") => {
             if member("crv") != Some("Ed25519") {
                 return Err("OKP curve is not Ed25519".to_string());
             }
             let key = DecodingKey::from_ed_components(required("x")?).map_err(bad)?;
-            if key.try_get_as_bytes().map(<[u8]>::len) != Ok(32) {
-                return Err("Ed25519 key is not 32 bytes".to_string());
+            match key.try_get_as_bytes() {
+                Ok(bytes) if bytes.len() == 32 => (KeyKind::Ed25519, SigKey::Ed25519(bytes.into())),
+                _ => return Err("Ed25519 key is not 32 bytes".to_string()),
             }
-            (KeyKind::Ed25519, key)
         }
         Some("oct") => return Err("symmetric keys are not taken from a JWKS".to_string()),
         other => return Err(format!("key type {other:?} is not supported")),

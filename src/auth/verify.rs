@@ -1,21 +1,28 @@
 //! The first steps of verification: structure and base64, header `alg` in the
-//! allow-list — and the signature check with `jsonwebtoken`, one
-//! [`Validation`] per allowed algorithm, built once.
+//! allow-list, the signature check (with `ring`), and decoding the claims.
 //!
-//! The `Validation`s pin the algorithm and check nothing else: the claim
-//! checks (`exp`, `nbf`, `iat`, `iss`, `aud`) are done afterwards by
-//! `claims.rs`, in the documented order, with one leeway and an injectable clock.
+//! `jsonwebtoken` loads the keys and mints tokens; verification is ours, in
+//! one pass: the header and the payload are each decoded and parsed once,
+//! the signature is decoded into a stack buffer and checked by `ring` against
+//! a key prepared at load ([`SigKey`], [`HmacKeys`]). The claim checks (`exp`,
+//! `nbf`, `iat`, `iss`, `aud`) follow in `claims.rs`, in the documented
+//! order, with one leeway and an injectable clock.
+//!
+//! ECDSA signatures are checked as the standard says, so `(r, n-s)`
+//! verifies as well as `(r, s)`: the revocation key (the SHA-256 of the
+//! signing input) is what makes the two the same token.
 
 use crate::response::Reject;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Algorithm;
+use ring::{hmac, signature};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// The description for a token that is not three base64url parts with a
-/// JSON header.
+/// JSON header (and, once the signature verified, a JSON object payload).
 pub(crate) const MALFORMED: Reject = Reject::InvalidToken("malformed token");
 /// `alg` is `none`, unknown or not in `jwt.algorithms`.
 pub(crate) const ALG_NOT_ALLOWED: Reject = Reject::InvalidToken("token algorithm not allowed");
@@ -24,6 +31,11 @@ pub(crate) const ALG_NOT_ALLOWED: Reject = Reject::InvalidToken("token algorithm
 /// curve or key type.
 pub(crate) const ALG_KEY_MISMATCH: Reject =
     Reject::InvalidToken("token algorithm does not match the key");
+/// The signature does not verify with the chosen key.
+pub(crate) const BAD_SIGNATURE: Reject = Reject::InvalidToken("invalid signature");
+
+/// The longest signature any supported key makes: RSA-8192, 1024 bytes.
+const MAX_SIGNATURE_BYTES: usize = 1024;
 
 /// What the protected header tells us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,36 +44,86 @@ pub(crate) struct TokenHeader {
     pub(crate) kid: Option<String>,
 }
 
+/// A token whose shape and header checked out, its signature not yet.
+#[derive(Debug)]
+pub(crate) struct Token<'a> {
+    pub(crate) header: TokenHeader,
+    /// `header.payload`: what the signature signs.
+    signing_input: &'a str,
+    /// The payload, still base64url.
+    payload: &'a str,
+    /// The signature, still base64url.
+    signature: &'a str,
+}
+
+/// The header members we read. Strings borrow from the decoded header
+/// unless they hold escapes.
 #[derive(Deserialize)]
-struct RawHeader {
-    alg: String,
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
+    /// Read only so that a non-string `typ` is malformed, as before.
+    #[serde(default, borrow, rename = "typ")]
+    _typ: Option<Cow<'a, str>>,
     #[serde(default)]
-    kid: Option<String>,
+    b64: Option<bool>,
+    #[serde(default, borrow)]
+    crit: Option<Vec<Cow<'a, str>>>,
+}
+
+impl RawHeader<'_> {
+    /// RFC 7515 §4.1.11 and RFC 7797: no critical extension is supported
+    /// but `b64`, and only as `true` (the default). `b64: false` would mean
+    /// an unencoded payload, which this gateway never verifies.
+    fn extensions_ok(&self) -> bool {
+        if self.b64 == Some(false) {
+            return false;
+        }
+        match &self.crit {
+            None => true,
+            Some(crit) => crit.len() == 1 && crit[0] == "b64" && self.b64.is_some(),
+        }
+    }
 }
 
 /// Checks the token's shape and reads its header; refuses an `alg` that is
 /// not allowed (`none` never is).
-pub(crate) fn parse_header(token: &str, allowed: &[Algorithm]) -> Result<TokenHeader, Reject> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(MALFORMED);
-    };
+pub(crate) fn parse<'a>(token: &'a str, allowed: &[Algorithm]) -> Result<Token<'a>, Reject> {
+    let (signing_input, signature) = token.rsplit_once('.').ok_or(MALFORMED)?;
+    let (header, payload) = signing_input.split_once('.').ok_or(MALFORMED)?;
     // An empty signature is left to the alg check (`alg: none` tokens have
     // one) and then to the signature check.
-    if header.is_empty() || payload.is_empty() || !is_b64url(payload) || !is_b64url(signature) {
+    if header.is_empty()
+        || payload.is_empty()
+        || !is_b64url(header)
+        || !is_b64url(payload)
+        || !is_b64url(signature)
+    {
         return Err(MALFORMED);
     }
     let json = URL_SAFE_NO_PAD.decode(header).map_err(|_| MALFORMED)?;
     let raw: RawHeader = serde_json::from_slice(&json).map_err(|_| MALFORMED)?;
+    if !raw.extensions_ok() {
+        return Err(MALFORMED);
+    }
     let alg = crate::config::parse_algorithm(&raw.alg)
         .filter(|a| allowed.contains(a))
         .ok_or(ALG_NOT_ALLOWED)?;
-    Ok(TokenHeader { alg, kid: raw.kid })
+    Ok(Token {
+        header: TokenHeader {
+            alg,
+            kid: raw.kid.map(Cow::into_owned),
+        },
+        signing_input,
+        payload,
+        signature,
+    })
 }
 
 /// Unpadded base64url text of a length that can decode (RFC 7515 §2).
+/// (A `.` in a part fails here too: there are exactly three parts.)
 fn is_b64url(part: &str) -> bool {
     part.len() % 4 != 1
         && part
@@ -69,66 +131,169 @@ fn is_b64url(part: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Signature verification with one pinned [`Validation`] per algorithm.
-pub(crate) struct Verifier {
-    validations: Vec<(Algorithm, Validation)>,
-}
-
-impl Verifier {
-    /// Builds the validations for the allowed algorithms.
-    pub(crate) fn new(algorithms: &[Algorithm]) -> Verifier {
-        let validations = algorithms
-            .iter()
-            .map(|&alg| {
-                let mut v = Validation::new(alg);
-                // Claims are checked by `claims.rs`, in the documented order.
-                v.required_spec_claims.clear();
-                v.validate_exp = false;
-                v.validate_nbf = false;
-                v.validate_aud = false;
-                v.leeway = 0;
-                (alg, v)
-            })
-            .collect();
-        Verifier { validations }
+impl Token<'_> {
+    /// Checks the signature with `key` (a public key chosen for the header's
+    /// `alg` and `kid`, or the HMAC secret), then decodes the claims, not yet
+    /// checked.
+    pub(crate) fn verify(&self, key: KeyRef<'_>) -> Result<Map<String, Value>, Reject> {
+        let mut buf = [0u8; MAX_SIGNATURE_BYTES];
+        let sig = decode_signature(self.signature, &mut buf)?;
+        let msg = self.signing_input.as_bytes();
+        let alg = self.header.alg;
+        let ok = match key {
+            KeyRef::Hmac(keys) => hmac::verify(keys.key(alg)?, msg, sig).is_ok(),
+            KeyRef::Public(key) => key.verify(alg, msg, sig)?,
+        };
+        if !ok {
+            return Err(BAD_SIGNATURE);
+        }
+        self.claims()
     }
 
-    /// Checks the signature of `token` (whose header said `alg`) with `key`
-    /// and returns its claims, not yet checked.
-    pub(crate) fn signature(
-        &self,
-        token: &str,
-        alg: Algorithm,
-        key: &DecodingKey,
-    ) -> Result<Map<String, Value>, Reject> {
-        let validation = self
-            .validations
-            .iter()
-            .find(|(a, _)| *a == alg)
-            .map(|(_, v)| v)
-            .ok_or(ALG_NOT_ALLOWED)?;
-        jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
-            .map(|data| data.claims)
-            .map_err(|e| reject(e.kind()))
+    /// The payload as a JSON object.
+    fn claims(&self) -> Result<Map<String, Value>, Reject> {
+        let json = URL_SAFE_NO_PAD
+            .decode(self.payload)
+            .map_err(|_| MALFORMED)?;
+        serde_json::from_slice(&json).map_err(|_| MALFORMED)
     }
 }
 
-/// A `jsonwebtoken` failure as a 401 description.
-fn reject(kind: &ErrorKind) -> Reject {
-    match kind {
-        ErrorKind::InvalidSignature => Reject::InvalidToken("invalid signature"),
-        ErrorKind::InvalidAlgorithm
-        | ErrorKind::InvalidKeyFormat
-        | ErrorKind::InvalidEcdsaKey
-        | ErrorKind::InvalidEddsaKey
-        | ErrorKind::InvalidRsaKey(_) => ALG_KEY_MISMATCH,
-        ErrorKind::InvalidToken
-        | ErrorKind::Base64(_)
-        | ErrorKind::Json(_)
-        | ErrorKind::Utf8(_) => MALFORMED,
-        // `ErrorKind` is non-exhaustive; nothing else is expected here.
-        _ => Reject::InvalidToken("invalid token"),
+/// The signature's bytes, in `buf`. Longer than any key's signature: it
+/// cannot verify.
+fn decode_signature<'b>(text: &str, buf: &'b mut [u8]) -> Result<&'b [u8], Reject> {
+    if text.len() > (buf.len() * 4).div_ceil(3) {
+        return Err(BAD_SIGNATURE);
     }
+    let n = URL_SAFE_NO_PAD
+        .decode_slice(text, buf)
+        .map_err(|_| MALFORMED)?;
+    Ok(&buf[..n])
+}
+
+/// The key a token is checked with.
+#[derive(Clone, Copy)]
+pub(crate) enum KeyRef<'k> {
+    /// HS*: the configured secret.
+    Hmac(&'k HmacKeys),
+    /// Every other alg: one public key.
+    Public(&'k SigKey),
+}
+
+/// The HMAC secret, keyed once for each hash (ring precomputes the inner
+/// and outer pads).
+pub(crate) struct HmacKeys {
+    hs256: hmac::Key,
+    hs384: hmac::Key,
+    hs512: hmac::Key,
+}
+
+impl HmacKeys {
+    /// Keys `secret` (not empty: config validation refuses that) for
+    /// HS256, HS384 and HS512.
+    pub(crate) fn new(secret: &[u8]) -> HmacKeys {
+        HmacKeys {
+            hs256: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            hs384: hmac::Key::new(hmac::HMAC_SHA384, secret),
+            hs512: hmac::Key::new(hmac::HMAC_SHA512, secret),
+        }
+    }
+
+    fn key(&self, alg: Algorithm) -> Result<&hmac::Key, Reject> {
+        match alg {
+            Algorithm::HS256 => Ok(&self.hs256),
+            Algorithm::HS384 => Ok(&self.hs384),
+            Algorithm::HS512 => Ok(&self.hs512),
+            _ => Err(ALG_KEY_MISMATCH),
+        }
+    }
+}
+
+/// A public key in the form `ring` verifies with, checked at load.
+pub(crate) enum SigKey {
+    /// RSA modulus and exponent, big-endian, without leading zeros; the
+    /// modulus 2048 to 8192 bits.
+    Rsa { n: Box<[u8]>, e: Box<[u8]> },
+    /// An uncompressed SEC1 point on P-256.
+    EcP256(Box<[u8]>),
+    /// An uncompressed SEC1 point on P-384.
+    EcP384(Box<[u8]>),
+    /// A 32-byte Ed25519 public key.
+    Ed25519(Box<[u8]>),
+}
+
+impl SigKey {
+    /// An RSA key from its modulus and exponent (big-endian), or why it is
+    /// refused: RFC 7518 §3.3 asks for 2048 bits at least; 8192 is the
+    /// most `ring` verifies.
+    pub(crate) fn rsa(n: &[u8], e: &[u8]) -> Result<SigKey, String> {
+        let n = strip_zeros(n);
+        let e = strip_zeros(e);
+        let bits = n
+            .first()
+            .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
+        if !(2048..=8192).contains(&bits) {
+            return Err(format!(
+                "RSA modulus of {bits} bits; 2048 to 8192 bits are accepted"
+            ));
+        }
+        // ring's range: odd, 3 to 2^33 - 1.
+        let value = e.iter().fold(0u64, |v, &b| v << 8 | u64::from(b));
+        if e.len() > 5 || value % 2 == 0 || !(3..1 << 33).contains(&value) {
+            return Err("RSA public exponent is not an odd number from 3 to 2^33-1".to_string());
+        }
+        Ok(SigKey::Rsa {
+            n: n.into(),
+            e: e.into(),
+        })
+    }
+
+    /// Whether the signature of `msg` verifies; `Err` when this key cannot
+    /// verify `alg` at all (key selection rules that out beforehand).
+    fn verify(&self, alg: Algorithm, msg: &[u8], sig: &[u8]) -> Result<bool, Reject> {
+        use Algorithm::*;
+        let ok = match self {
+            SigKey::Rsa { n, e } => {
+                let params = match alg {
+                    RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+                    RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+                    RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+                    PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+                    PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+                    PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+                    _ => return Err(ALG_KEY_MISMATCH),
+                };
+                signature::RsaPublicKeyComponents { n, e }
+                    .verify(params, msg, sig)
+                    .is_ok()
+            }
+            SigKey::EcP256(point) if alg == ES256 => {
+                unparsed(&signature::ECDSA_P256_SHA256_FIXED, point, msg, sig)
+            }
+            SigKey::EcP384(point) if alg == ES384 => {
+                unparsed(&signature::ECDSA_P384_SHA384_FIXED, point, msg, sig)
+            }
+            SigKey::Ed25519(key) if alg == EdDSA => unparsed(&signature::ED25519, key, msg, sig),
+            _ => return Err(ALG_KEY_MISMATCH),
+        };
+        Ok(ok)
+    }
+}
+
+fn unparsed(
+    alg: &'static dyn signature::VerificationAlgorithm,
+    key: &[u8],
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
+    signature::UnparsedPublicKey::new(alg, key)
+        .verify(msg, sig)
+        .is_ok()
+}
+
+fn strip_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
 }
 
 #[cfg(test)]
@@ -145,14 +310,27 @@ mod tests {
         format!("{}.{}.c2ln", b64(header), b64(r#"{"exp":1}"#))
     }
 
+    fn header(t: &str) -> Result<TokenHeader, Reject> {
+        parse(t, ALL).map(|t| t.header)
+    }
+
     #[test]
     fn header_alg_and_kid_are_read() {
         let t = token(r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#);
         assert_eq!(
-            parse_header(&t, ALL),
+            header(&t),
             Ok(TokenHeader {
                 alg: Algorithm::RS256,
                 kid: Some("k1".into())
+            })
+        );
+        // Escapes in a string: owned, same value.
+        let t = token(r#"{"alg":"RS\u0032\u00356","kid":"k\/1"}"#);
+        assert_eq!(
+            header(&t),
+            Ok(TokenHeader {
+                alg: Algorithm::RS256,
+                kid: Some("k/1".into())
             })
         );
     }
@@ -161,11 +339,11 @@ mod tests {
     fn none_and_unlisted_algorithms_are_refused() {
         for alg in ["none", "None", "NONE", "RS512", "HS384", "ES256K", ""] {
             let t = token(&format!(r#"{{"alg":"{alg}"}}"#));
-            assert_eq!(parse_header(&t, ALL), Err(ALG_NOT_ALLOWED), "{alg}");
+            assert_eq!(header(&t), Err(ALG_NOT_ALLOWED), "{alg}");
         }
         // An unsigned token as RFC 7519 §6.1 shows it: empty signature.
         let unsigned = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(r#"{"exp":1}"#));
-        assert_eq!(parse_header(&unsigned, ALL), Err(ALG_NOT_ALLOWED));
+        assert_eq!(header(&unsigned), Err(ALG_NOT_ALLOWED));
     }
 
     #[test]
@@ -185,24 +363,74 @@ mod tests {
             format!("{}.{good_payload}.sig", b64("not json")),
             format!("{}.{good_payload}.sig", b64(r#"{"alg":5}"#)),
             format!("{}.{good_payload}.sig", b64(r#"{"alg":"HS256","kid":1}"#)),
+            format!("{}.{good_payload}.sig", b64(r#"{"alg":"HS256","typ":1}"#)),
         ] {
-            assert_eq!(parse_header(&t, ALL), Err(MALFORMED), "{t:?}");
+            assert_eq!(header(&t), Err(MALFORMED), "{t:?}");
         }
+    }
+
+    /// The critical-extension rules `jsonwebtoken` applied before
+    /// verification moved here: only `b64`, only `true`.
+    #[test]
+    fn critical_extensions_are_refused() {
+        for h in [
+            r#"{"alg":"HS256","b64":false,"crit":["b64"]}"#,
+            r#"{"alg":"HS256","b64":false}"#,
+            r#"{"alg":"HS256","b64":"yes"}"#,
+            r#"{"alg":"HS256","crit":[]}"#,
+            r#"{"alg":"HS256","crit":["exp"]}"#,
+            r#"{"alg":"HS256","crit":["b64"]}"#,
+            r#"{"alg":"HS256","b64":true,"crit":["b64","b64"]}"#,
+        ] {
+            assert_eq!(header(&token(h)), Err(MALFORMED), "{h}");
+        }
+        let ok = r#"{"alg":"HS256","b64":true,"crit":["b64"]}"#;
+        assert!(header(&token(ok)).is_ok());
     }
 
     #[test]
     fn key_of_another_family_is_a_mismatch() {
-        let v = Verifier::new(&[Algorithm::RS256]);
-        let secret = DecodingKey::from_secret(b"0123456789abcdef0123456789abcdef").expect("key");
+        let hmac = HmacKeys::new(b"0123456789abcdef0123456789abcdef");
         let t = token(r#"{"alg":"RS256"}"#);
+        let parsed = parse(&t, ALL).expect("parses");
         assert_eq!(
-            v.signature(&t, Algorithm::RS256, &secret).err(),
+            parsed.verify(KeyRef::Hmac(&hmac)).err(),
             Some(ALG_KEY_MISMATCH)
         );
-        // An alg without a validation is never verified.
+        let ed = SigKey::Ed25519(vec![0; 32].into());
         assert_eq!(
-            v.signature(&t, Algorithm::HS256, &secret).err(),
-            Some(ALG_NOT_ALLOWED)
+            parsed.verify(KeyRef::Public(&ed)).err(),
+            Some(ALG_KEY_MISMATCH)
         );
+    }
+
+    #[test]
+    fn overlong_signatures_fail_without_decoding() {
+        let hmac = HmacKeys::new(b"secret");
+        let long = "A".repeat(2000);
+        let t = format!("{}.{}.{long}", b64(r#"{"alg":"HS256"}"#), b64("{}"));
+        let parsed = parse(&t, ALL).expect("parses");
+        assert_eq!(
+            parsed.verify(KeyRef::Hmac(&hmac)).err(),
+            Some(BAD_SIGNATURE)
+        );
+    }
+
+    #[test]
+    fn rsa_keys_outside_the_accepted_sizes_are_refused() {
+        let n2048 = [&[0u8][..], &[0xc5; 256]].concat();
+        assert!(
+            SigKey::rsa(&n2048, &[1, 0, 1]).is_ok(),
+            "leading zero dropped"
+        );
+        let err = SigKey::rsa(&[0xc5; 128], &[1, 0, 1])
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("1024 bits"), "{err}");
+        assert!(SigKey::rsa(&[0xc5; 1025], &[1, 0, 1]).is_err());
+        for e in [&[][..], &[1], &[2], &[1, 0, 0], &[2, 0, 0, 0, 1]] {
+            assert!(SigKey::rsa(&n2048, e).is_err(), "{e:?}");
+        }
+        assert!(SigKey::rsa(&n2048, &[3]).is_ok());
     }
 }
