@@ -55,6 +55,8 @@ fn config(alg: Algorithm, cache_capacity: u64) -> JwtConfig {
         max_token_lifetime: Duration::from_secs(100 * 365 * 24 * 3600),
         sources: vec![TokenSource::Authorization],
         cache_capacity,
+        cache_max_bytes: revgate::config::DEFAULT_TOKEN_CACHE_MAX_BYTES,
+        cache_max_token_bytes: 4096,
     }
 }
 

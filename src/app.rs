@@ -287,9 +287,10 @@ impl App {
     }
 }
 
-/// Counters read through the current handlers, so a reload does not
-/// restart them from zero more than it must (the verified-token cache is
-/// rebuilt by a reload: its hits restart, Prometheus sees a counter reset).
+/// Counters (and the token cache's gauges) read through the current
+/// handlers, so a reload does not restart them from zero more than it must
+/// (the verified-token cache is rebuilt by a reload: its hits restart,
+/// Prometheus sees a counter reset).
 fn register_swapped_counters(metrics: &Metrics, gateway: &Arc<Swap<Gateway>>) {
     let weak = Arc::downgrade(gateway);
     metrics.add_counter(
@@ -297,6 +298,25 @@ fn register_swapped_counters(metrics: &Metrics, gateway: &Arc<Swap<Gateway>>) {
         "Verified-token cache hits (restarts when a reload rebuilds the cache)",
         Box::new(move || weak.upgrade().map_or(0, |g| g.current().cache_hits())),
     );
+    let weak = Arc::downgrade(gateway);
+    metrics.add_gauges(Box::new(move || {
+        weak.upgrade().map_or_else(Vec::new, |g| {
+            let (entries, bytes) = g.current().cache_size();
+            vec![
+                (
+                    "revgate_token_cache_entries".to_owned(),
+                    "Tokens in the verified-token cache".to_owned(),
+                    entries as f64,
+                ),
+                (
+                    "revgate_token_cache_bytes".to_owned(),
+                    "Estimated bytes the verified-token cache holds (at most jwt.cache_max_bytes)"
+                        .to_owned(),
+                    bytes as f64,
+                ),
+            ]
+        })
+    }));
     let weak = Arc::downgrade(gateway);
     metrics.add_counter(
         "revgate_access_log_lines_total",

@@ -42,7 +42,7 @@ pub use mint::{mint, parse_claim, MintError, MintRequest, DEFAULT_MINT_TTL};
 use crate::config::{is_hmac, Algorithm, ConfigError, JwtConfig, TokenSource};
 use crate::response::Reject;
 use crate::revocation::{Clock, SystemClock};
-use cache::TokenCache;
+use cache::{CacheBounds, TokenCache};
 use claims::ClaimPolicy;
 use hyper::header::HeaderMap;
 use hyper::Uri;
@@ -98,7 +98,12 @@ impl Authenticator {
         timing: JwksTiming,
     ) -> Result<Arc<Authenticator>, ConfigError> {
         let leeway = cfg.leeway.as_secs();
-        let cache = TokenCache::new(cfg.cache_capacity, leeway);
+        let bounds = CacheBounds {
+            capacity: cfg.cache_capacity,
+            max_bytes: cfg.cache_max_bytes,
+            max_token_bytes: cfg.cache_max_token_bytes,
+        };
+        let cache = TokenCache::new(bounds, leeway);
         let hmac = match &cfg.hmac_secret {
             Some(secret) if secret.expose().is_empty() => {
                 return Err(ConfigError::invalid("jwt.hmac_secret", "is empty"))
@@ -275,6 +280,12 @@ impl Authenticator {
     /// Tokens in the verified-token cache (0 when it is off).
     pub fn cache_len(&self) -> u64 {
         self.cache.as_ref().map_or(0, TokenCache::len)
+    }
+
+    /// Estimated bytes the verified-token cache holds (0 when it is off);
+    /// at most `jwt.cache_max_bytes`.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache.as_ref().map_or(0, TokenCache::weighted_bytes)
     }
 
     /// JWKS fetches attempted since start (0 without `jwks_url`).

@@ -63,6 +63,15 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Verified tokens whose claims are cached (0 turns the cache off).
 pub const DEFAULT_TOKEN_CACHE_CAPACITY: u64 = 100_000;
+/// Bytes the verified-token cache may hold, by its estimate of each entry
+/// (token, parsed claims, bookkeeping). An ordinary 1 KB token weighs about
+/// 2.5 KB: 64 MiB holds some 25,000 of them, or 4,000 tokens of 8 KB, where
+/// the entry count alone let 100,000 large tokens take 1.7 GiB.
+pub const DEFAULT_TOKEN_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Longer tokens are verified every time, never cached (Envoy's
+/// `jwt_max_token_size` default): a few huge tokens cannot push out many
+/// ordinary ones.
+pub const DEFAULT_TOKEN_CACHE_MAX_TOKEN_BYTES: u64 = 4096;
 /// Revocation entries held in memory. At 10M a full cache costs on the order
 /// of 1-2 GiB; past it, new revocations are refused (503), never evicted.
 pub const DEFAULT_REVOCATION_CAPACITY: u64 = 10_000_000;
@@ -281,6 +290,10 @@ pub struct JwtConfig {
     pub sources: Vec<TokenSource>,
     /// Verified-token cache entries; 0 disables the cache.
     pub cache_capacity: u64,
+    /// Estimated bytes the verified-token cache may hold.
+    pub cache_max_bytes: u64,
+    /// Tokens longer than this (bytes) are never cached.
+    pub cache_max_token_bytes: usize,
 }
 
 /// Which revocation store backs the in-memory blocklist.
@@ -984,6 +997,29 @@ fn jwt(raw: RawJwt, secrets: Secrets) -> Result<JwtConfig, ConfigError> {
         .iter()
         .map(|s| token_source(s))
         .collect::<Result<Vec<_>, _>>()?;
+    let cache_max_bytes = bounded(
+        "jwt.cache_max_bytes",
+        raw.cache_max_bytes,
+        DEFAULT_TOKEN_CACHE_MAX_BYTES,
+        64 * 1024,
+        1 << 40,
+    )?;
+    let cache_max_token_bytes = bounded(
+        "jwt.cache_max_token_bytes",
+        raw.cache_max_token_bytes,
+        DEFAULT_TOKEN_CACHE_MAX_TOKEN_BYTES,
+        256,
+        1 << 20,
+    )?;
+    if cache_max_token_bytes > cache_max_bytes / 16 {
+        return Err(ConfigError::invalid(
+            "jwt.cache_max_token_bytes",
+            format!(
+                "{cache_max_token_bytes} is over a 16th of jwt.cache_max_bytes \
+                 ({cache_max_bytes}); raise cache_max_bytes or lower this"
+            ),
+        ));
+    }
     Ok(JwtConfig {
         algorithms,
         hmac_secret,
@@ -997,6 +1033,8 @@ fn jwt(raw: RawJwt, secrets: Secrets) -> Result<JwtConfig, ConfigError> {
         max_token_lifetime,
         sources,
         cache_capacity: raw.cache_capacity.unwrap_or(DEFAULT_TOKEN_CACHE_CAPACITY),
+        cache_max_bytes,
+        cache_max_token_bytes: usize::try_from(cache_max_token_bytes).unwrap_or(usize::MAX),
     })
 }
 

@@ -106,6 +106,14 @@ impl Gateway {
         self.auth.as_ref().map_or(0, |a| a.cache_hits())
     }
 
+    /// Tokens in this configuration's verified-token cache, and their
+    /// estimated bytes.
+    pub fn cache_size(&self) -> (u64, u64) {
+        self.auth
+            .as_ref()
+            .map_or((0, 0), |a| (a.cache_len(), a.cache_bytes()))
+    }
+
     /// This configuration's access log, when it is on.
     pub fn access_log(&self) -> Option<&AccessLog> {
         self.access_log.as_ref()

@@ -54,6 +54,8 @@ pub(super) fn config(algorithms: &[Algorithm]) -> JwtConfig {
         max_token_lifetime: Duration::from_secs(100 * 365 * 24 * 3600),
         sources: vec![TokenSource::Authorization],
         cache_capacity: 0,
+        cache_max_bytes: crate::config::DEFAULT_TOKEN_CACHE_MAX_BYTES,
+        cache_max_token_bytes: 4096,
     }
 }
 

@@ -82,6 +82,8 @@ pub struct RawJwt {
     pub sources: Option<Vec<String>>,
     pub cache_capacity: Option<u64>,
     pub backchannel_audience: Option<String>,
+    pub cache_max_bytes: Option<u64>,
+    pub cache_max_token_bytes: Option<u64>,
 }
 
 /// `[revocation]`
