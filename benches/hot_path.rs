@@ -11,8 +11,14 @@
 //! and on one that needs work.
 //!
 //! Run: `cargo bench --bench hot_path [-- --warm-up-time 1 --measurement-time 3]`.
+//!
+//! `REVGATE_BENCH_CPU=1 cargo bench --bench hot_path [-- cache_off]` runs
+//! each case for 3 s and divides the thread's CPU time
+//! (`/proc/thread-self/schedstat`) by the requests done, as `openssl speed`
+//! divides by CPU time: on a shared machine wall-clock figures also measure
+//! the neighbours.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::Criterion;
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use hyper::Uri;
 use revgate::auth::Authenticator;
@@ -78,9 +84,10 @@ fn authenticator(cfg: &JwtConfig) -> Arc<Authenticator> {
         .expect("authenticator")
 }
 
-fn hot_path(c: &mut Criterion) {
-    let uri = Uri::from_static("/api/orders?page=2");
-    let mut group = c.benchmark_group("extract_verify");
+/// The cases: (name, authenticator, request headers), every algorithm with
+/// the cache off and on.
+fn cases() -> Vec<(String, Arc<Authenticator>, HeaderMap)> {
+    let mut out = Vec::new();
     for (alg, name) in [
         (Algorithm::HS256, "HS256"),
         (Algorithm::RS256, "RS256"),
@@ -99,17 +106,29 @@ fn hot_path(c: &mut Criterion) {
         headers.insert("accept", HeaderValue::from_static("application/json"));
         for (cache, capacity) in [("cache_off", 0), ("cache_on", 10_000)] {
             let auth = authenticator(&config(alg, capacity));
-            group.bench_function(format!("{name}/{cache}"), |b| {
-                b.iter(|| {
-                    let token = auth
-                        .extract(black_box(&headers), black_box(&uri))
-                        .expect("extract")
-                        .expect("a token");
-                    let claims = now_or_never(auth.verify(&token)).expect("verifies");
-                    black_box(claims.revocation)
-                })
-            });
+            out.push((format!("{name}/{cache}"), auth, headers.clone()));
         }
+    }
+    out
+}
+
+/// One request's auth work.
+fn extract_verify(auth: &Authenticator, headers: &HeaderMap, uri: &Uri) -> impl Copy {
+    let token = auth
+        .extract(black_box(headers), black_box(uri))
+        .expect("extract")
+        .expect("a token");
+    let claims = now_or_never(auth.verify(&token)).expect("verifies");
+    claims.revocation
+}
+
+fn hot_path(c: &mut Criterion) {
+    let uri = Uri::from_static("/api/orders?page=2");
+    let mut group = c.benchmark_group("extract_verify");
+    for (name, auth, headers) in cases() {
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(extract_verify(&auth, &headers, &uri)))
+        });
     }
     group.finish();
 }
@@ -154,5 +173,56 @@ fn path_normalize(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_path, path_normalize);
-criterion_main!(benches);
+/// This thread's CPU time so far, in nanoseconds (Linux; the kernel
+/// updates it at each tick and context switch, hence the long runs).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .expect("/proc/thread-self/schedstat (Linux) for REVGATE_BENCH_CPU")
+}
+
+/// `REVGATE_BENCH_CPU=1`: as `openssl speed` does, run each case for 3 s
+/// (after 0.5 s of warm-up) and divide the thread's CPU time by the
+/// requests done. Arguments filter the cases by name.
+fn cpu_time() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let uri = Uri::from_static("/api/orders?page=2");
+    for (name, auth, headers) in cases() {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let run = |seconds: f64| {
+            let (wall, cpu) = (std::time::Instant::now(), thread_cpu_ns());
+            let mut n = 0u64;
+            while wall.elapsed().as_secs_f64() < seconds {
+                for _ in 0..16 {
+                    black_box(extract_verify(&auth, &headers, &uri));
+                }
+                n += 16;
+            }
+            (n, thread_cpu_ns() - cpu, wall.elapsed().as_secs_f64())
+        };
+        run(0.5);
+        let (n, cpu, wall) = run(3.0);
+        println!(
+            "extract_verify/{name}: {:.2} µs cpu per request ({n} in {:.2} s cpu, {wall:.2} s wall)",
+            cpu as f64 / 1e3 / n as f64,
+            cpu as f64 / 1e9,
+        );
+    }
+}
+
+fn main() {
+    if std::env::var_os("REVGATE_BENCH_CPU").is_some_and(|v| v == "1") {
+        cpu_time();
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    hot_path(&mut c);
+    path_normalize(&mut c);
+    c.final_summary();
+}

@@ -65,8 +65,8 @@ pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_TOKEN_CACHE_CAPACITY: u64 = 100_000;
 /// Bytes the verified-token cache may hold, by its estimate of each entry
 /// (token, parsed claims, bookkeeping). An ordinary 1 KB token weighs about
-/// 2.5 KB: 64 MiB holds some 25,000 of them, or 4,000 tokens of 8 KB, where
-/// the entry count alone let 100,000 large tokens take 1.7 GiB.
+/// 3 KB: 64 MiB holds some 20,000 of them, where the entry count alone let
+/// 100,000 large tokens take 1.7 GiB.
 pub const DEFAULT_TOKEN_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Longer tokens are verified every time, never cached (Envoy's
 /// `jwt_max_token_size` default): a few huge tokens cannot push out many
