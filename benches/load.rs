@@ -13,6 +13,8 @@
 
 #[path = "support/admin_client.rs"]
 mod admin_client;
+#[path = "support/idle.rs"]
+mod idle;
 #[path = "support/loadgen.rs"]
 mod loadgen;
 #[path = "support/options.rs"]
@@ -45,7 +47,7 @@ struct Row {
 }
 
 enum RowResult {
-    Measured(Measurement),
+    Measured(Measurement, Extra),
     /// Not run, with the reason.
     Skipped(String),
     /// Could not be run (bad config, failed setup...).
@@ -64,6 +66,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let (Some(n), Some(pid), Some(url)) = (opts.idle, opts.pid, &opts.target) {
+        return idle_main(&opts, n, pid, url);
+    }
     if opts.list {
         for s in scenarios::all() {
             match s.pending {
@@ -84,13 +89,56 @@ fn main() -> ExitCode {
     let failed = rows.iter().any(|r| match &r.result {
         RowResult::Failed(_) => true,
         // Under `cargo test`, a wrong answer fails the run.
-        RowResult::Measured(m) => opts.smoke && (m.error_count() > 0 || m.requests() == 0),
+        RowResult::Measured(m, _) => opts.smoke && (m.error_count() > 0 || m.requests() == 0),
         RowResult::Skipped(_) => false,
     });
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `--idle N --pid PID --target URL`: resident bytes per idle connection.
+fn idle_main(opts: &Options, n: usize, pid: u32, url: &str) -> ExitCode {
+    let run = || -> Result<idle::IdleReport, String> {
+        let expect = hyper::StatusCode::from_u16(opts.expect)
+            .map_err(|_| format!("expect: {} is not a status", opts.expect))?;
+        let target = Target::from_url(url, &opts.headers, expect)?;
+        let rt = client_runtime(opts.client_threads)?;
+        rt.block_on(idle::run(Arc::new(target), n, pid))
+    };
+    match run() {
+        Ok(r) => {
+            println!(
+                "idle {url} (pid {pid}): {} of {} connections open; VmRSS {} -> {} KiB: {:.0} bytes per connection",
+                r.open,
+                r.connections,
+                r.rss_before / 1024,
+                r.rss_after / 1024,
+                r.bytes_per_connection()
+            );
+            let json = serde_json::json!({
+                "scenario": "idle connections",
+                "target": url,
+                "pid": pid,
+                "connections": r.connections,
+                "open": r.open,
+                "rss_before_kib": r.rss_before / 1024,
+                "rss_after_kib": r.rss_after / 1024,
+                "bytes_per_connection": round(r.bytes_per_connection(), 0),
+            });
+            println!("{JSON_PREFIX}{json}");
+            if r.open == r.connections {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("load bench: idle: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -153,7 +201,7 @@ fn run(opts: &Options) -> Result<Vec<Row>, String> {
             name: format!("target {url}"),
             expect: opts.expect,
             target: url.clone(),
-            result: RowResult::Measured(m),
+            result: RowResult::Measured(m, Extra::default()),
         }]);
     }
     if !opts.headers.is_empty() || opts.expect != 200 {
@@ -188,7 +236,7 @@ fn run(opts: &Options) -> Result<Vec<Row>, String> {
             _ => {
                 eprintln!("  running {} ...", scenario.name);
                 match run_scenario(&scenario, env, plan, &server_rt, &client_rt) {
-                    Ok(m) => RowResult::Measured(m),
+                    Ok((m, extra)) => RowResult::Measured(m, extra),
                     Err(e) => RowResult::Failed(e),
                 }
             }
@@ -210,14 +258,16 @@ fn run_scenario(
     plan: Plan,
     server_rt: &Runtime,
     client_rt: &Runtime,
-) -> Result<Measurement, String> {
+) -> Result<(Measurement, Extra), String> {
     let spec = (scenario.request)(&env)?;
     let Some(gateway_toml) = scenario.gateway else {
-        let target = Target::new(env.upstream, &spec.path, &spec.headers, scenario.expect)?;
-        return Ok(client_rt.block_on(loadgen::run(Arc::new(target), plan)));
+        let target = spec.target(env.upstream, scenario.expect)?;
+        let m = client_rt.block_on(loadgen::run(Arc::new(target), plan));
+        return Ok((m, Extra::default()));
     };
     let config = Config::from_toml(&gateway_toml(&env), scenario.name)
         .map_err(|e| format!("gateway config: {e}"))?;
+    let rss_before = resident_bytes();
     let (main, admin, app) = server_rt.block_on(async {
         let main = TcpListener::bind("127.0.0.1:0").await;
         let admin = TcpListener::bind("127.0.0.1:0").await;
@@ -230,6 +280,7 @@ fn run_scenario(
     let gateway_addr = main.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
     let revocations = app.revocations.clone();
+    let gateway = app.gateway.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = server_rt.spawn(app.run(main, Some(admin), async move {
         let _ = stopped.await;
@@ -246,41 +297,72 @@ fn run_scenario(
                 .block_on(setup(ctx))
                 .map_err(|e| format!("setup: {e}"))?;
         }
-        let target = Target::new(gateway_addr, &spec.path, &spec.headers, scenario.expect)?;
+        let target = spec.target(gateway_addr, scenario.expect)?;
         Ok(client_rt.block_on(loadgen::run(Arc::new(target), plan)))
     })();
+    let extra = Extra {
+        cache_hits: Some(gateway.current().cache_hits()),
+        rss_before,
+        rss_after: resident_bytes(),
+    };
 
     let _ = stop.send(());
     server_rt
         .block_on(serving)
         .map_err(|e| format!("gateway task: {e}"))?;
-    result
+    result.map(|m| (m, extra))
+}
+
+/// What a row learns besides its load figures.
+#[derive(Debug, Default, Clone, Copy)]
+struct Extra {
+    /// Verified-token cache hits during the row (setup, warm-up, window).
+    cache_hits: Option<u64>,
+    /// This process's resident bytes before the gateway was built, and
+    /// after the run (the row's tokens are built before either).
+    rss_before: Option<u64>,
+    rss_after: Option<u64>,
+}
+
+/// `VmRSS` of this process, in bytes (Linux; `None` elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn print_report(opts: &Options, rows: &[Row]) {
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(8).max(8);
     println!();
     println!(
-        "{:<width$}  {:>10}  {:>8}  {:>8}  {:>8}  {:>8}",
-        "scenario", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"
+        "{:<width$}  {:>10}  {:>8}  {:>8}  {:>8}  {:>8}  {:>10}  {:>11}",
+        "scenario", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "cache hits", "RSS MB"
     );
     for row in rows {
         match &row.result {
-            RowResult::Measured(m) => println!(
-                "{:<width$}  {:>10.0}  {:>8.3}  {:>8.3}  {:>8.3}  {:>8}",
+            RowResult::Measured(m, extra) => println!(
+                "{:<width$}  {:>10.0}  {:>8.3}  {:>8.3}  {:>8.3}  {:>8}  {:>10}  {:>11}",
                 row.name,
                 m.rps(),
                 m.quantile_ms(0.5),
                 m.quantile_ms(0.99),
                 m.quantile_ms(0.999),
-                m.error_count()
+                m.error_count(),
+                extra
+                    .cache_hits
+                    .map_or_else(|| "-".to_string(), |h| h.to_string()),
+                match (extra.rss_before, extra.rss_after) {
+                    (Some(b), Some(a)) => format!("{}->{}", b >> 20, a >> 20),
+                    _ => "-".to_string(),
+                }
             ),
             RowResult::Skipped(why) => println!("{:<width$}  skipped: {why}", row.name),
             RowResult::Failed(why) => println!("{:<width$}  FAILED: {why}", row.name),
         }
     }
     for row in rows {
-        if let RowResult::Measured(m) = &row.result {
+        if let RowResult::Measured(m, _) = &row.result {
             if m.error_count() > 0 {
                 let kinds: Vec<String> = m
                     .errors
@@ -298,7 +380,7 @@ fn print_report(opts: &Options, rows: &[Row]) {
     }
     println!();
     for row in rows {
-        if let RowResult::Measured(m) = &row.result {
+        if let RowResult::Measured(m, extra) = &row.result {
             let json = serde_json::json!({
                 "scenario": row.name,
                 "rps": round(m.rps(), 1),
@@ -316,6 +398,9 @@ fn print_report(opts: &Options, rows: &[Row]) {
                 "server_threads": if row.target == "in-process" { Some(opts.server_threads) } else { None },
                 "client_threads": opts.client_threads,
                 "target": row.target,
+                "cache_hits": extra.cache_hits,
+                "rss_before_mb": extra.rss_before.map(|b| round(b as f64 / 1048576.0, 1)),
+                "rss_after_mb": extra.rss_after.map(|b| round(b as f64 / 1048576.0, 1)),
             });
             println!("{JSON_PREFIX}{json}");
         }

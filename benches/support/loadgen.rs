@@ -10,12 +10,14 @@
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, HOST};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -42,6 +44,49 @@ pub struct Target {
     pub headers: HeaderMap,
     /// The status a correct answer has; anything else is an error.
     pub expect: StatusCode,
+    /// Values of one header taken in turn, one per request (distinct
+    /// tokens, say); empty: every request the same.
+    pub rotate: Rotation,
+    /// HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1, one request
+    /// in flight per connection (closed loop, as over HTTP/1.1).
+    pub h2: bool,
+}
+
+/// One header whose value changes with every request, cycling through a
+/// fixed list.
+#[derive(Debug, Default)]
+pub struct Rotation {
+    name: Option<HeaderName>,
+    values: Vec<HeaderValue>,
+    next: AtomicUsize,
+}
+
+impl Clone for Rotation {
+    fn clone(&self) -> Rotation {
+        Rotation {
+            name: self.name.clone(),
+            values: self.values.clone(),
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Rotation {
+    /// `name` set to each of `values` in turn.
+    pub fn new(name: HeaderName, values: Vec<HeaderValue>) -> Rotation {
+        Rotation {
+            name: Some(name),
+            values,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn apply(&self, headers: &mut HeaderMap) {
+        if let (Some(name), false) = (&self.name, self.values.is_empty()) {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.values.len();
+            headers.insert(name.clone(), self.values[i].clone());
+        }
+    }
 }
 
 impl Target {
@@ -66,6 +111,8 @@ impl Target {
             path,
             headers: map,
             expect,
+            rotate: Rotation::default(),
+            h2: false,
         })
     }
 
@@ -110,10 +157,29 @@ impl Target {
         Ok(target)
     }
 
+    /// HTTP/2 with prior knowledge: the authority goes in `:authority`
+    /// (from an absolute URI), not in a `Host` header.
+    pub fn into_h2(mut self) -> Result<Target, String> {
+        let authority = match self.headers.remove(HOST) {
+            Some(h) => h.to_str().map_err(|e| e.to_string())?.to_string(),
+            None => self.addr.to_string(),
+        };
+        let pq = self.path.path_and_query().map_or("/", |p| p.as_str());
+        self.path = format!("http://{authority}{pq}")
+            .parse()
+            .map_err(|_| format!("cannot build an h2 URI for {authority}{pq}"))?;
+        self.h2 = true;
+        Ok(self)
+    }
+
     fn request(&self) -> Request<Empty<Bytes>> {
         let mut req = Request::new(Empty::new());
         *req.uri_mut() = self.path.clone();
         *req.headers_mut() = self.headers.clone();
+        if self.h2 {
+            *req.version_mut() = hyper::Version::HTTP_2;
+        }
+        self.rotate.apply(req.headers_mut());
         req
     }
 }
@@ -318,6 +384,12 @@ async fn requests(
             }
         };
         let _ = stream.set_nodelay(true);
+        if target.h2 {
+            if let LoopEnd::Done = requests_h2(stream, target, clock, m, in_flight, attempt).await {
+                return;
+            }
+            continue;
+        }
         let (mut sender, conn) =
             match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
                 Ok(pair) => pair,
@@ -374,10 +446,79 @@ async fn exchange(
     target: &Target,
 ) -> Result<StatusCode, hyper::Error> {
     let resp = sender.send_request(target.request()).await?;
+    read_answer(resp).await
+}
+
+async fn read_answer(resp: hyper::Response<Incoming>) -> Result<StatusCode, hyper::Error> {
     let status = resp.status();
     let mut body = resp.into_body();
     while let Some(frame) = body.frame().await {
         frame?;
     }
     Ok(status)
+}
+
+/// The request loop over one h2c connection: one stream at a time, the
+/// connection driven in this task, as the HTTP/1.1 loop does.
+async fn requests_h2(
+    stream: TcpStream,
+    target: &Target,
+    clock: Clock,
+    m: &mut Measurement,
+    in_flight: &mut Option<Instant>,
+    attempt: Instant,
+) -> LoopEnd {
+    let handshake = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    );
+    let (mut sender, conn) = match handshake.await {
+        Ok(pair) => pair,
+        Err(e) => {
+            let kind = ErrorKind::Transport(format!("h2 handshake: {e}"));
+            count_error(m, clock, attempt, kind);
+            sleep(RECONNECT_PAUSE).await;
+            return LoopEnd::Broken;
+        }
+    };
+    let exchanges = async move {
+        loop {
+            if sender.ready().await.is_err() {
+                return LoopEnd::Broken;
+            }
+            let started = Instant::now();
+            if started >= clock.end {
+                return LoopEnd::Done;
+            }
+            *in_flight = Some(started);
+            let result = match sender.send_request(target.request()).await {
+                Ok(resp) => read_answer(resp).await,
+                Err(e) => Err(e),
+            };
+            *in_flight = None;
+            match result {
+                Ok(status) if status == target.expect => {
+                    let done = Instant::now();
+                    if clock.in_window(started) && done <= clock.end {
+                        let us = (done - started).as_micros().max(1) as u64;
+                        m.histogram.saturating_record(us);
+                    }
+                }
+                Ok(status) => count_error(m, clock, started, ErrorKind::Status(status.as_u16())),
+                Err(e) => {
+                    count_error(m, clock, started, ErrorKind::Transport(e.to_string()));
+                    return LoopEnd::Broken;
+                }
+            }
+        }
+    };
+    // The connection future ends once `sender` (moved into the loop) is
+    // dropped; select, not join: an h2 connection may outlive its sender
+    // until the server's GOAWAY.
+    let mut conn = std::pin::pin!(conn);
+    let mut exchanges = std::pin::pin!(exchanges);
+    tokio::select! {
+        end = &mut exchanges => end,
+        _ = &mut conn => exchanges.await,
+    }
 }

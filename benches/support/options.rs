@@ -45,6 +45,11 @@ pub struct Options {
     pub include_pending: bool,
     /// Only list the scenarios.
     pub list: bool,
+    /// With `target` and `pid`: open this many idle keep-alive connections
+    /// and report the server's resident bytes per connection.
+    pub idle: Option<usize>,
+    /// The process whose `VmRSS` `idle` measures.
+    pub pid: Option<u32>,
     /// Run by `cargo test`: tiny durations, failing on errors.
     pub smoke: bool,
 }
@@ -68,6 +73,9 @@ revgate load bench: cargo bench --bench load [-- OPTIONS] [FILTER...]
   -H, --header 'N: V'      extra header for --target          REVGATE_BENCH_HEADERS ('|'-separated)
       --include-pending    also run rows whose library        REVGATE_BENCH_INCLUDE_PENDING=1
                            support has not landed yet
+      --idle N --pid PID   with --target: open N idle keep-alive connections
+                           (one request each) and report PID's resident
+                           bytes per connection (VmRSS before and after)
       --list               list the scenarios and exit
   -h, --help               this text
 
@@ -103,6 +111,8 @@ impl Options {
             headers: Vec::new(),
             include_pending: false,
             list: false,
+            idle: None,
+            pid: None,
             smoke,
         };
         opts.apply_env()?;
@@ -115,6 +125,9 @@ impl Options {
         }
         if opts.connections == 0 {
             return Err("connections: must be at least 1".into());
+        }
+        if opts.idle.is_some() && (opts.target.is_none() || opts.pid.is_none()) {
+            return Err("--idle needs --target URL and --pid PID".into());
         }
         if opts.duration.is_zero() {
             return Err("duration: must be more than 0".into());
@@ -186,6 +199,8 @@ impl Options {
                 "-H" | "--header" => self.headers.push(header(flag, &value()?)?),
                 "--include-pending" => self.include_pending = true,
                 "--list" => self.list = true,
+                "--idle" => self.idle = Some(number(flag, &value()?)?),
+                "--pid" => self.pid = Some(number(flag, &value()?)?),
                 "-h" | "--help" => return Err(String::new()),
                 other if other.starts_with('-') => {
                     return Err(format!("unknown option {other:?} (see --help)"))

@@ -7,6 +7,7 @@
 //! entry to [`all`].
 
 use super::admin_client;
+use super::loadgen::{Rotation, Target};
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use hyper::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -26,6 +27,18 @@ const TOKEN_TTL_SECS: u64 = 3600;
 const MANY_REVOKED: u64 = 1_000_000;
 /// The `jti` of the token that the "revoked token" row revokes and presents.
 const REVOKED_JTI: &str = "bench-revoked-token";
+/// Distinct RS256/ES256 tokens the "distinct tokens" rows cycle through.
+/// Fewer than the requests of a run, so the cache is kept smaller still
+/// ([`TINY_CACHE`]): every request is a miss, a verification and an insert.
+const DISTINCT_ASYM: usize = 1_000;
+/// `jwt.cache_capacity` of the "distinct tokens" rows: far below
+/// [`DISTINCT_ASYM`], so a token has been evicted when it comes round again.
+const TINY_CACHE: u64 = 16;
+/// Distinct HS256 tokens of the "cache bound" row: twice the default
+/// `jwt.cache_capacity`, each padded to [`PADDED_TOKEN_BYTES`].
+const DISTINCT_HS256: usize = 200_000;
+/// Length of each token of the "cache bound" row (a `pad` claim fills it).
+const PADDED_TOKEN_BYTES: usize = 2048;
 
 /// What a scenario's builders may use.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +72,25 @@ pub struct RequestSpec {
     pub path: String,
     /// Headers besides `Host`.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// A header whose value changes with every request, cycling through
+    /// these values (distinct tokens); `None`: every request the same.
+    pub rotate: Option<(HeaderName, Vec<HeaderValue>)>,
+    /// HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
+    pub h2: bool,
+}
+
+impl RequestSpec {
+    /// The load generator's target for this request at `addr`.
+    pub fn target(&self, addr: SocketAddr, expect: StatusCode) -> Result<Target, String> {
+        let mut target = Target::new(addr, &self.path, &self.headers, expect)?;
+        if let Some((name, values)) = &self.rotate {
+            target.rotate = Rotation::new(name.clone(), values.clone());
+        }
+        if self.h2 {
+            target = target.into_h2()?;
+        }
+        Ok(target)
+    }
 }
 
 /// What a setup hook may reach: the running gateway's admin listener.
@@ -190,6 +222,82 @@ pub fn all() -> Vec<Scenario> {
             pending: None,
         },
         Scenario {
+            name: "RS256 distinct tokens (miss)",
+            gateway: Some(|env| {
+                gateway_toml(
+                    env,
+                    "required",
+                    &asym_jwt_capacity("RS256", "rs256", TINY_CACHE),
+                )
+            }),
+            request: |env| distinct_pem(env, Algorithm::RS256, "rs256"),
+            expect: StatusCode::OK,
+            setup: None,
+            pending: None,
+        },
+        Scenario {
+            name: "ES256 distinct tokens (miss)",
+            gateway: Some(|env| {
+                gateway_toml(
+                    env,
+                    "required",
+                    &asym_jwt_capacity("ES256", "es256", TINY_CACHE),
+                )
+            }),
+            request: |env| distinct_pem(env, Algorithm::ES256, "es256"),
+            expect: StatusCode::OK,
+            setup: None,
+            pending: None,
+        },
+        Scenario {
+            name: "HS256 200k distinct 2KB tokens (cache bound)",
+            gateway: Some(|env| gateway_toml(env, "required", &hs256_jwt())),
+            request: distinct_hs256,
+            expect: StatusCode::OK,
+            setup: None,
+            pending: None,
+        },
+        Scenario {
+            name: "HS256 forged (401)",
+            gateway: Some(|env| gateway_toml(env, "required", &hs256_jwt())),
+            request: |env| bearer(forge(&mint_hs256(env, "bench-forged")?)?),
+            expect: StatusCode::UNAUTHORIZED,
+            setup: None,
+            pending: None,
+        },
+        Scenario {
+            name: "RS256 forged (401)",
+            gateway: Some(|env| gateway_toml(env, "required", &asym_jwt("RS256", "rs256", true))),
+            request: |env| bearer(forge(&mint_pem(env, Algorithm::RS256, "rs256")?)?),
+            expect: StatusCode::UNAUTHORIZED,
+            setup: None,
+            pending: None,
+        },
+        Scenario {
+            name: "ES256 forged (401)",
+            gateway: Some(|env| gateway_toml(env, "required", &asym_jwt("ES256", "es256", true))),
+            request: |env| bearer(forge(&mint_pem(env, Algorithm::ES256, "es256")?)?),
+            expect: StatusCode::UNAUTHORIZED,
+            setup: None,
+            pending: None,
+        },
+        Scenario {
+            name: "h2c auth=none",
+            gateway: Some(|env| gateway_toml(env, "none", "")),
+            request: |env| plain(env).map(h2),
+            expect: StatusCode::OK,
+            setup: None,
+            pending: None,
+        },
+        Scenario {
+            name: "h2c HS256",
+            gateway: Some(|env| gateway_toml(env, "required", &hs256_jwt())),
+            request: |env| bearer(mint_hs256(env, "bench-hs256")?).map(h2),
+            expect: StatusCode::OK,
+            setup: None,
+            pending: None,
+        },
+        Scenario {
             name: "revoked token (401)",
             gateway: Some(|env| gateway_toml(env, "required", &hs256_jwt())),
             request: |env| bearer(mint_hs256(env, REVOKED_JTI)?),
@@ -299,6 +407,11 @@ fn asym_jwt(alg: &str, key: &str, cache: bool) -> String {
     )
 }
 
+/// [`asym_jwt`] with the verified-token cache holding `capacity` tokens.
+fn asym_jwt_capacity(alg: &str, key: &str, capacity: u64) -> String {
+    format!("{}cache_capacity = {capacity}\n", asym_jwt(alg, key, true))
+}
+
 /// Bench-only keys, committed in `benches/keys/` (never use them elsewhere).
 fn key_path(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -310,15 +423,100 @@ fn plain(_env: &Env) -> Result<RequestSpec, String> {
     Ok(RequestSpec {
         path: "/bench".to_string(),
         headers: Vec::new(),
+        rotate: None,
+        h2: false,
     })
 }
 
+fn bearer_value(token: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())
+}
+
 fn bearer(token: String) -> Result<RequestSpec, String> {
-    let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
     Ok(RequestSpec {
         path: "/bench".to_string(),
-        headers: vec![(AUTHORIZATION, value)],
+        headers: vec![(AUTHORIZATION, bearer_value(&token)?)],
+        rotate: None,
+        h2: false,
     })
+}
+
+/// The same request over h2c.
+fn h2(spec: RequestSpec) -> RequestSpec {
+    RequestSpec { h2: true, ..spec }
+}
+
+/// Requests cycling through these bearer tokens.
+fn bearers(tokens: Vec<String>) -> Result<RequestSpec, String> {
+    let values = tokens
+        .iter()
+        .map(|t| bearer_value(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RequestSpec {
+        path: "/bench".to_string(),
+        headers: Vec::new(),
+        rotate: Some((AUTHORIZATION, values)),
+        h2: false,
+    })
+}
+
+/// [`DISTINCT_ASYM`] tokens signed with `key`, minted on every core (an
+/// RSA signature takes about a millisecond).
+fn distinct_pem(env: &Env, alg: Algorithm, key: &str) -> Result<RequestSpec, String> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = DISTINCT_ASYM.div_ceil(threads);
+    let key = &pem_key(alg, key)?;
+    let tokens: Result<Vec<Vec<String>>, String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t * per..((t + 1) * per).min(DISTINCT_ASYM))
+                        .map(|i| mint_with(env, alg, key, &format!("bench-distinct-{i}")))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .map_err(|_| "a minting thread panicked".to_string())?
+            })
+            .collect()
+    });
+    bearers(tokens?.into_iter().flatten().collect())
+}
+
+/// [`DISTINCT_HS256`] distinct HS256 tokens of [`PADDED_TOKEN_BYTES`] each.
+fn distinct_hs256(env: &Env) -> Result<RequestSpec, String> {
+    let key =
+        EncodingKey::from_secret(HMAC_SECRET.as_bytes()).map_err(|e| format!("HS256 key: {e}"))?;
+    let header = Header::new(Algorithm::HS256);
+    // base64url grows the claims by 4/3; the header and signature take ~80.
+    let pad = "p".repeat((PADDED_TOKEN_BYTES.saturating_sub(200)) * 3 / 4);
+    let tokens = (0..DISTINCT_HS256)
+        .map(|i| {
+            let mut claims = claims(env, &format!("bench-distinct-{i}"));
+            claims["pad"] = serde_json::Value::String(pad.clone());
+            jsonwebtoken::encode(&header, &claims, &key)
+                .map_err(|e| format!("minting an HS256 token: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    bearers(tokens)
+}
+
+/// `token` with one bit of its signature flipped: well-formed, the right
+/// algorithm and key, a signature that does not verify.
+fn forge(token: &str) -> Result<String, String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (signed, signature) = token
+        .rsplit_once('.')
+        .ok_or_else(|| "a token without a signature".to_string())?;
+    let mut sig = b64.decode(signature).map_err(|e| e.to_string())?;
+    let middle = sig.len() / 2;
+    sig[middle] ^= 0x01;
+    Ok(format!("{signed}.{}", b64.encode(sig)))
 }
 
 fn claims(env: &Env, jti: &str) -> serde_json::Value {
@@ -339,13 +537,21 @@ fn mint_hs256(env: &Env, jti: &str) -> Result<String, String> {
 }
 
 fn mint_pem(env: &Env, alg: Algorithm, key: &str) -> Result<String, String> {
+    mint_with(env, alg, &pem_key(alg, key)?, "bench-asym")
+}
+
+/// The bench's private key `key` (`benches/keys/{key}.pem`).
+fn pem_key(alg: Algorithm, key: &str) -> Result<EncodingKey, String> {
     let path = key_path(&format!("{key}.pem"));
     let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let key = match alg {
+    match alg {
         Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
         _ => EncodingKey::from_rsa_pem(&pem),
     }
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    jsonwebtoken::encode(&Header::new(alg), &claims(env, "bench-asym"), &key)
+    .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn mint_with(env: &Env, alg: Algorithm, key: &EncodingKey, jti: &str) -> Result<String, String> {
+    jsonwebtoken::encode(&Header::new(alg), &claims(env, jti), key)
         .map_err(|e| format!("minting an {alg:?} token: {e}"))
 }
