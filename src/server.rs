@@ -14,7 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -69,14 +69,19 @@ pub struct ConnSettings {
 }
 
 impl ConnSettings {
-    /// HTTP/1.1 and h2c, with a header read timeout and a read buffer bound
-    /// just above `max_header_bytes` (the exact limit is checked per request).
+    /// HTTP/1.1 and h2c, with a read buffer bound just above
+    /// `max_header_bytes` (the exact limit is checked per request).
+    ///
+    /// hyper's own HTTP/1 `header_read_timeout` is not set: it arms a new
+    /// boxed timer for every request head (an allocation and a timer-wheel
+    /// insert and removal per request), and [`idle_bounded`] already closes
+    /// a connection whose next head is not complete within
+    /// `header_read_timeout`, from accept and from the end of each response.
     pub fn new(server: &ServerConfig) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(server.header_read_timeout)
             .max_buf_size((server.max_header_bytes + 4096).max(MIN_BUF_SIZE))
             .keep_alive(true);
         builder
@@ -160,10 +165,10 @@ pub async fn accept_loop<H: Handler>(
         let client = Peer::new(peer, settings.tls.is_some());
         let activity = Arc::new(Activity::new());
         let requests = activity.clone();
-        let service = hyper::service::service_fn(move |req| {
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let handler = handler.clone();
             let client = client.clone();
-            let guard = requests.begin();
+            let guard = requests.begin(req.version() == hyper::Version::HTTP_2);
             async move {
                 let resp = handler.call(req, client).await;
                 Ok::<_, Infallible>(resp.map(|body| Tracked {
@@ -199,10 +204,13 @@ pub async fn accept_loop<H: Handler>(
 
 /// Runs a connection until it ends, or until it has had no request in
 /// flight for too long: `header_read_timeout` from accept until the first
-/// request head (so a socket that never sends a byte is closed too; hyper's
-/// own timer starts at the first byte), then `idle_timeout` from the end of
-/// each response. `None`: closed for idleness (the connection is dropped,
-/// which closes the socket; no request was in flight).
+/// request head (so a socket that never sends a byte is closed too), then,
+/// from the end of each response, the shorter of `idle_timeout` and
+/// `header_read_timeout` over HTTP/1 (the next head, trickled or not, must
+/// be complete by then) and `idle_timeout` over HTTP/2 (whose streams
+/// multiplex: an idle h2 connection sends pings, not heads). `None`: closed
+/// for idleness (the connection is dropped, which closes the socket; no
+/// request was in flight).
 async fn idle_bounded<C, E>(
     mut conn: std::pin::Pin<&mut C>,
     activity: &Activity,
@@ -223,10 +231,15 @@ where
             () = sleep.as_mut() => {
                 let now = tokio::time::Instant::now();
                 let next = match activity.idle_since(start) {
-                    // Busy: look again once an idle period could have passed.
-                    None => now + idle_timeout,
+                    // Busy: look again once the shortest bound could have
+                    // passed since the response ends.
+                    None => now + header_read_timeout.min(idle_timeout),
                     Some((since, served)) => {
-                        let limit = if served { idle_timeout } else { header_read_timeout };
+                        let limit = match served {
+                            Served::No => header_read_timeout,
+                            Served::Http1 => idle_timeout.min(header_read_timeout),
+                            Served::Http2 => idle_timeout,
+                        };
                         let deadline = since + limit;
                         if deadline <= now {
                             return None;
@@ -240,10 +253,20 @@ where
     }
 }
 
+/// Whether a connection has served a request yet, and over which protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    No,
+    Http1,
+    Http2,
+}
+
 /// What one connection is doing, for its idle bound: requests in flight
 /// (counted until their response body is done) and when the last ended.
 struct Activity {
     in_flight: AtomicUsize,
+    /// Set by the first HTTP/2 request (an h2c connection).
+    h2: AtomicBool,
     /// Milliseconds from the connection's start to the end of its last
     /// response; `u64::MAX` before any request.
     idle_since_ms: AtomicU64,
@@ -254,26 +277,38 @@ impl Activity {
     fn new() -> Self {
         Activity {
             in_flight: AtomicUsize::new(0),
+            h2: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(u64::MAX),
             origin: std::time::Instant::now(),
         }
     }
 
-    /// A request has arrived; the guard marks its response's end.
-    fn begin(self: &Arc<Self>) -> ActivityGuard {
+    /// A request has arrived (over HTTP/2 if `h2`); the guard marks its
+    /// response's end.
+    fn begin(self: &Arc<Self>, h2: bool) -> ActivityGuard {
+        if h2 {
+            self.h2.store(true, Ordering::Relaxed);
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         ActivityGuard(self.clone())
     }
 
     /// `None` while a request is in flight; else since when the connection
-    /// has been idle and whether it has served a request.
-    fn idle_since(&self, start: tokio::time::Instant) -> Option<(tokio::time::Instant, bool)> {
+    /// has been idle and what it has served.
+    fn idle_since(&self, start: tokio::time::Instant) -> Option<(tokio::time::Instant, Served)> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
         match self.idle_since_ms.load(Ordering::Acquire) {
-            u64::MAX => Some((start, false)),
-            ms => Some((start + Duration::from_millis(ms), true)),
+            u64::MAX => Some((start, Served::No)),
+            ms => {
+                let served = if self.h2.load(Ordering::Relaxed) {
+                    Served::Http2
+                } else {
+                    Served::Http1
+                };
+                Some((start + Duration::from_millis(ms), served))
+            }
         }
     }
 }

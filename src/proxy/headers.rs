@@ -30,14 +30,36 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// Removes hop-by-hop headers and those named in `Connection`. `Upgrade` is
 /// removed too unless `keep_upgrade` (a WebSocket handshake in flight).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // One pass over the names present finds the hop-by-hop ones: most
+    // messages carry none, or only `Connection`, so this replaces ten hashed
+    // lookups of absent names by a scan of a handful of short names.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = hop_index(name) {
+            present |= 1 << i;
+        }
+    }
+    let removable = if keep_upgrade {
+        present & !(1 << UPGRADE_INDEX)
+    } else {
+        present
+    };
+    if removable == 0 {
+        return;
+    }
     // Names listed in Connection (comma-separated, possibly several headers).
     // The usual ones ("keep-alive", "close", "upgrade") are removed below
     // anyway, so only other names need the allocating pass.
-    if headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(connection_tokens)
-        .any(|t| !is_hop_token(t))
+    if present & 1 << CONNECTION_INDEX != 0
+        && !headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .all(|v| is_usual_connection(v.as_bytes()))
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(connection_tokens)
+            .any(|t| !is_hop_token(t))
     {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -53,11 +75,36 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(&name);
         }
     }
-    for name in &HOP_HEADERS {
-        headers.remove(name);
+    for (i, name) in HOP_HEADERS.iter().enumerate() {
+        if present & 1 << i != 0 {
+            headers.remove(name);
+        }
     }
-    if !keep_upgrade {
+    if !keep_upgrade && present & 1 << UPGRADE_INDEX != 0 {
         headers.remove(header::UPGRADE);
+    }
+}
+
+/// Index of `Connection` in [`HOP_HEADERS`].
+const CONNECTION_INDEX: usize = 1;
+/// The bit [`hop_index`] gives `Upgrade`, after those of [`HOP_HEADERS`].
+const UPGRADE_INDEX: usize = HOP_HEADERS.len();
+
+/// Where `name` is in [`HOP_HEADERS`] ([`UPGRADE_INDEX`] for `Upgrade`);
+/// `None` for an end-to-end header. Names are lower case in a `HeaderMap`.
+fn hop_index(name: &HeaderName) -> Option<usize> {
+    match name.as_str() {
+        "http2-settings" => Some(0),
+        "connection" => Some(CONNECTION_INDEX),
+        "keep-alive" => Some(2),
+        "proxy-connection" => Some(3),
+        "proxy-authenticate" => Some(4),
+        "proxy-authorization" => Some(5),
+        "te" => Some(6),
+        "trailer" => Some(7),
+        "transfer-encoding" => Some(8),
+        "upgrade" => Some(UPGRADE_INDEX),
+        _ => None,
     }
 }
 
@@ -70,6 +117,14 @@ fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
+}
+
+/// A `Connection` value that is one of the usual single tokens (what
+/// nearly every client and upstream sends), checked without splitting.
+fn is_usual_connection(value: &[u8]) -> bool {
+    value.eq_ignore_ascii_case(b"keep-alive")
+        || value.eq_ignore_ascii_case(b"close")
+        || value.eq_ignore_ascii_case(b"upgrade")
 }
 
 /// A `Connection` token whose header [`strip_hop_by_hop`] removes anyway
@@ -198,6 +253,29 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x-keep"], "yes");
+    }
+
+    #[test]
+    fn hop_index_names_every_hop_header() {
+        for (i, name) in HOP_HEADERS.iter().enumerate() {
+            assert_eq!(hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(hop_index(&header::UPGRADE), Some(UPGRADE_INDEX));
+        assert_eq!(hop_index(&header::CONNECTION), Some(CONNECTION_INDEX));
+        assert_eq!(hop_index(&header::HOST), None);
+        assert_eq!(hop_index(&HeaderName::from_static("x-keep-alive")), None);
+    }
+
+    #[test]
+    fn nothing_to_strip_leaves_the_map_alone() {
+        let mut h = map(&[("host", "a"), ("x-one", "1"), ("accept", "*/*")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 3);
+        let mut h = map(&[("upgrade", "websocket"), ("x-one", "1")]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.len(), 2, "a kept Upgrade stays");
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "else it goes");
     }
 
     #[test]

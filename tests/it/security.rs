@@ -436,6 +436,36 @@ async fn idle_keep_alive_connection_is_closed() {
     );
 }
 
+/// Pins the header bound on keep-alive connections: after a response, the
+/// next request head must be complete within `header_read_timeout`, even
+/// when `idle_timeout` is longer, so a client cannot hold a served
+/// connection by trickling its next head (the bound is the gateway's own
+/// since hyper's per-request header timer was turned off).
+#[tokio::test]
+async fn trickled_second_head_is_cut_at_header_read_timeout() {
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&format!(
+        "[server]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"30s\"\n{}",
+        auth_config(&up.url(), "")
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.expect("connect");
+    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).await.expect("answered");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    s.write_all(b"GET /public/y HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut s, DEADLINE).await,
+        "a second head trickled past header_read_timeout must be cut"
+    );
+    assert_eq!(up.count(), 1);
+}
+
 /// An upstream that answers 200 at once, before reading any body.
 fn early_answer(_head: &str) -> String {
     "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly".into()
