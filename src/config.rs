@@ -223,8 +223,7 @@ pub struct ServerConfig {
     pub underscores_in_headers: Underscores,
     /// Concurrent client connections.
     pub max_connections: usize,
-    /// Tokio worker threads; 0 means one per core, 1 the current-thread
-    /// scheduler.
+    /// Tokio worker threads; 0 means one per core.
     pub workers: usize,
     /// Idle pooled connections kept per upstream host.
     pub upstream_idle_per_host: usize,
