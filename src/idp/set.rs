@@ -9,7 +9,8 @@
 //! 2. `iss` equals the events issuer -> `invalid_issuer`;
 //! 3. `aud` names `jwt.backchannel_audience` -> `invalid_audience`;
 //! 4. `iat` present, not ahead by more than the leeway; `exp`, when
-//!    present, not past; `jti` a non-empty string; `events` a non-empty
+//!    present, not past; without `exp`, `iat` no older than
+//!    `max_token_lifetime` plus leeway (the replay cache's window); `jti` a non-empty string; `events` a non-empty
 //!    object whose values are objects -> `invalid_request`.
 //!
 //! Events acted on (others are ignored, as RFC 8417 lets a recipient do):
@@ -124,7 +125,7 @@ pub struct SecurityEvent {
     pub jti: String,
     /// The UNIX second from which a replay of this SET would be refused
     /// as expired anyway (its `exp` + leeway), or, without `exp`, one
-    /// token lifetime from now.
+    /// token lifetime (plus leeway) from its `iat`.
     pub remember_until: u64,
     /// The revocations, in the order of the events.
     pub actions: Vec<Action>,
@@ -160,7 +161,16 @@ pub fn validate(
     }
     let remember_until = match claims.get("exp") {
         None | Some(Value::Null) => {
-            now.saturating_add(expected.policy.max_token_lifetime.saturating_add(leeway))
+            // Accepted for one token lifetime from `iat` and remembered as
+            // long: the replay cache covers the whole acceptance window.
+            let until =
+                iat.saturating_add(expected.policy.max_token_lifetime.saturating_add(leeway));
+            if now >= until {
+                return Err(SetError::InvalidRequest(
+                    "SET is older than max_token_lifetime",
+                ));
+            }
+            until
         }
         Some(v) => {
             let exp = numeric_date(v).ok_or(SetError::InvalidRequest("exp is not a number"))?;
@@ -483,6 +493,24 @@ mod tests {
         for (typ, claims, want) in cases {
             assert_eq!(check(typ, claims.clone()).err(), Some(want), "{claims}");
         }
+    }
+
+    /// A SET without `exp` is remembered for one token lifetime from its
+    /// `iat`; an older one must be refused, else a captured SET replayed
+    /// after its `jti` left the replay cache would act again (a watermark
+    /// moved to now logs the subject out of sessions begun since).
+    #[test]
+    fn a_set_without_exp_older_than_a_token_lifetime_is_refused() {
+        let mut s = set(json!({ RISC_ACCOUNT_DISABLED: {"subject": iss_sub("alice")} }));
+        s["iat"] = json!(NOW - 3630);
+        assert_eq!(
+            check(None, s.clone()).err(),
+            Some(SetError::InvalidRequest(
+                "SET is older than max_token_lifetime"
+            ))
+        );
+        s["iat"] = json!(NOW - 3629);
+        assert_eq!(check(None, s).expect("valid").remember_until, NOW + 1);
     }
 
     #[test]

@@ -593,6 +593,12 @@ async fn security_events_refusals_carry_rfc8935_error_codes() {
             "invalid_request",
         ),
         (
+            "no exp, iat older than max_token_lifetime",
+            idp.sign(None, &with("iat", json!(now() - 25 * 3600))),
+            Some(PUSH_TOKEN),
+            "invalid_request",
+        ),
+        (
             "typ JWT",
             idp.sign(Some("JWT"), &good()),
             Some(PUSH_TOKEN),
