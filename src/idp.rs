@@ -17,8 +17,10 @@
 //!
 //! What a logout token revokes: with a `sid` (with or without `sub`), that
 //! session (every token carrying the `sid`); with only `sub`, every token
-//! of the subject issued so far (a logout-all watermark), which is what the
-//! specification asks for a logout of all the user's sessions.
+//! of the subject issued up to the logout token's `iat` (a logout-all
+//! watermark at the logout's time, so that a late or replayed delivery
+//! writes the same one), which is what the specification asks for a logout
+//! of all the user's sessions.
 
 mod logout_token;
 mod replay;
@@ -170,7 +172,11 @@ impl Idp {
         let via = Via::BackchannelLogout;
         let recorded = match (&logout.sid, &logout.sub) {
             (Some(sid), _) => self.revocations.revoke_session(sid, via).await.map(drop),
-            (None, Some(sub)) => self.revocations.watermark_subject(sub, via).await.map(drop),
+            (None, Some(sub)) => self
+                .revocations
+                .watermark_subject_at(sub, logout.iat, via)
+                .await
+                .map(drop),
             (None, None) => Err(StoreError::Invalid("neither sub nor sid is present")),
         };
         recorded.map_err(LogoutError::from)?;
@@ -266,9 +272,11 @@ impl Idp {
         let via = Via::SecurityEvent;
         for action in &event.actions {
             let recorded = match action {
-                Action::Subject(sub) => {
-                    self.revocations.watermark_subject(sub, via).await.map(drop)
-                }
+                Action::Subject(sub) => self
+                    .revocations
+                    .watermark_subject_at(sub, event.iat, via)
+                    .await
+                    .map(drop),
                 Action::Jti(jti) => {
                     self.revocations
                         .revoke_jti(jti, self.policy.horizon(now), via)

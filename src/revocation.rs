@@ -509,7 +509,21 @@ impl Revocations {
     /// [`Policy::watermark`]: the watermark is `now + leeway`). Durable
     /// before `Ok`. Returns the watermark (the answer's `before`).
     pub async fn watermark_subject(&self, sub: &str, via: Via) -> Result<u64, StoreError> {
-        let (at, _) = self.policy.watermark(self.memory.clock().now());
+        self.watermark_subject_at(sub, self.memory.clock().now(), via)
+            .await
+    }
+
+    /// Logout-all for `sub` as of `when` (UNIX seconds, capped at now): the
+    /// identity provider's logout time, so that a late or repeated delivery
+    /// of the same logout writes the same watermark and never refuses a
+    /// token issued after it. Otherwise as [`Revocations::watermark_subject`].
+    pub async fn watermark_subject_at(
+        &self,
+        sub: &str,
+        when: u64,
+        via: Via,
+    ) -> Result<u64, StoreError> {
+        let (at, _) = self.policy.watermark(when.min(self.memory.clock().now()));
         self.revoke_subject(sub, at).await?;
         tracing::info!(
             sub,

@@ -48,6 +48,8 @@ pub struct LogoutToken {
     pub jti: String,
     /// `exp` (UNIX seconds).
     pub exp: u64,
+    /// `iat` (UNIX seconds): when the identity provider logged out.
+    pub iat: u64,
 }
 
 /// Checks a logout token's `typ` and claims at `now`. The error is the
@@ -108,7 +110,13 @@ pub fn validate(
     if sub.is_none() && sid.is_none() {
         return Err("neither sub nor sid is present");
     }
-    Ok(LogoutToken { sub, sid, jti, exp })
+    Ok(LogoutToken {
+        sub,
+        sid,
+        jti,
+        exp,
+        iat,
+    })
 }
 
 /// Whether a JOSE `typ` names the media type `expected`

@@ -21,7 +21,7 @@
 //!
 //! | subject | revocation |
 //! |---|---|
-//! | `iss_sub` | watermark for `sub` (every token of the subject issued so far) |
+//! | `iss_sub` | watermark for `sub` (every token of the subject issued up to the SET's `iat`) |
 //! | `jwt_id` | that `jti` |
 //! | `opaque` (its `id`) | that session (`sid`) |
 //! | `complex` with a `session` (`opaque`) | that session; else its `user` (`iss_sub`) |
@@ -131,6 +131,8 @@ pub struct SecurityEvent {
     pub actions: Vec<Action>,
     /// Events not acted on (unknown types or unmappable subjects).
     pub ignored: usize,
+    /// `iat` (UNIX seconds): the time a subject's watermark is set at.
+    pub iat: u64,
 }
 
 /// Checks a SET's `typ` and claims at `now` and maps its events.
@@ -221,6 +223,7 @@ pub fn validate(
         remember_until,
         actions,
         ignored,
+        iat,
     })
 }
 

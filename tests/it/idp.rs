@@ -227,6 +227,34 @@ async fn backchannel_logout_by_sub_revokes_every_token_of_the_subject() {
     assert_eq!(status(&gw, &carol).await, StatusCode::OK);
 }
 
+/// A logout by `sub` revokes the tokens issued up to the logout (the
+/// logout token's `iat`), not up to its delivery: a token of a session
+/// begun since survives, and so a late or replayed delivery (another
+/// replica, or a `jti` evicted from the replay cache) cannot log the user
+/// out of it.
+#[tokio::test]
+async fn backchannel_logout_by_sub_revokes_up_to_the_logout_not_its_delivery() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let gw = start(&idp, &up).await;
+    let issued_at = |iat: u64| {
+        idp.sign(
+            Some("JWT"),
+            &json!({
+                "iss": ISSUER, "sub": "grace", "jti": unique("at"), "iat": iat,
+                "exp": now() + 600, "scope": "orders:read",
+            }),
+        )
+    };
+    let (before, since) = (issued_at(now() - 120), issued_at(now() - 30));
+    let mut claims = logout_claims(Some("grace"), None);
+    claims["iat"] = json!(now() - 60);
+    let lt = idp.sign(Some("logout+jwt"), &claims);
+    assert_eq!(backchannel_logout(&gw, &lt).await.status, StatusCode::OK);
+    assert_eq!(status(&gw, &before).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&gw, &since).await, StatusCode::OK);
+}
+
 /// Each validation step of the specification refuses its own token with
 /// 400 `invalid_request`, `Cache-Control: no-store`, and revokes nothing.
 #[tokio::test]
