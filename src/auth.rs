@@ -201,6 +201,18 @@ impl Authenticator {
         self.verify_at(token, SystemClock.now()).await
     }
 
+    /// Whether a verified token is still unexpired now. The revocation
+    /// check reads the clock after verification did: a request that
+    /// straddles the second at which the token expires and its watermark
+    /// (or revocation) leaves would pass both checks. Asked again after the
+    /// revocation check, the token is refused as expired in that instant.
+    pub fn still_unexpired(&self, claims: &Claims) -> Result<(), Reject> {
+        if SystemClock.now() > claims.exp.saturating_add(self.policy.time.leeway) {
+            return Err(Reject::InvalidToken("token expired"));
+        }
+        Ok(())
+    }
+
     /// [`Authenticator::verify`] at a given time (UNIX seconds).
     pub(crate) async fn verify_at(&self, token: &str, now: u64) -> Result<Arc<Claims>, Reject> {
         if let Some(cache) = &self.cache {

@@ -131,6 +131,7 @@ impl Endpoints {
         if self.revocations.check(&claims) {
             return Err(Reject::Revoked);
         }
+        self.auth.still_unexpired(&claims)?;
         Ok(claims)
     }
 

@@ -292,6 +292,7 @@ impl Gateway {
         if self.revocations.check(&claims) {
             return Err(Reject::Revoked);
         }
+        auth.still_unexpired(&claims)?;
         if !claims.has_scopes(&route.config.scopes) {
             return Err(Reject::InsufficientScope(route.scope_hint.clone()));
         }

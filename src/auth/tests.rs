@@ -363,3 +363,27 @@ async fn minted_tokens_verify() {
         Err(MintError::NoKey(_))
     ));
 }
+
+/// A token verified just before its expiry is refused by the second look
+/// the request path takes after the revocation check, once the clock has
+/// passed `exp` + leeway (the straddle where a watermark left between the
+/// two clock readings).
+#[tokio::test]
+async fn a_token_expired_since_verification_is_refused_by_the_second_look() {
+    let a = auth(&hmac_config()).await;
+    let n = now();
+    let mut c = valid_claims();
+    c["exp"] = json!(n - 40);
+    c["iat"] = json!(n - 100);
+    let t = hs256(&c);
+    // Verified as of a moment when it was still acceptable (leeway 30 s).
+    let claims = a.verify_at(&t, n - 50).await.expect("accepted then");
+    assert!(matches!(
+        a.still_unexpired(&claims),
+        Err(Reject::InvalidToken("token expired"))
+    ));
+    let mut c = valid_claims();
+    c["exp"] = json!(n + 60);
+    let claims = a.verify(&hs256(&c)).await.expect("accepted");
+    assert!(a.still_unexpired(&claims).is_ok());
+}
