@@ -23,7 +23,7 @@
 
 use crate::app::{build_handlers, Shared, StartError};
 use crate::body::GatewayBody;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, RevocationConfig};
 use crate::server::{Handler, Peer};
 use arc_swap::ArcSwap;
 use hyper::body::Incoming;
@@ -223,6 +223,18 @@ impl Reloader {
 /// change.
 fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
     let (o, n) = (&old.server, &new.server);
+    let (ro, rn) = (&old.revocation, &new.revocation);
+    // Every field of `[revocation]` is in the table below: a field added to
+    // `RevocationConfig` fails to compile here until it is.
+    let RevocationConfig {
+        store: _,
+        path: _,
+        capacity: _,
+        redis_url: _,
+        redis_prefix: _,
+        on_store_down: _,
+        max_staleness: _,
+    } = ro;
     let admin = |c: &Config| c.admin.as_ref().map(|a| a.listen);
     let leeway = |c: &Config| c.jwt.as_ref().map(|j| j.leeway);
     let lifetime = |c: &Config| c.jwt.as_ref().map(|j| j.max_token_lifetime);
@@ -250,14 +262,27 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
         ("admin.tls", admin_tls(old) != admin_tls(new)),
         ("jwt.leeway", leeway(old) != leeway(new)),
         ("jwt.max_token_lifetime", lifetime(old) != lifetime(new)),
+        // The store, its path or URL, prefix, capacity and policies are the
+        // revocations' own, opened once.
+        ("revocation.store", ro.store != rn.store),
+        ("revocation.path", ro.path != rn.path),
+        ("revocation.capacity", ro.capacity != rn.capacity),
+        ("revocation.redis_url", ro.redis_url != rn.redis_url),
+        (
+            "revocation.redis_prefix",
+            ro.redis_prefix != rn.redis_prefix,
+        ),
+        (
+            "revocation.on_store_down",
+            ro.on_store_down != rn.on_store_down,
+        ),
+        (
+            "revocation.max_staleness",
+            ro.max_staleness != rn.max_staleness,
+        ),
     ];
     if let Some((key, _)) = changed.iter().find(|(_, differs)| *differs) {
         return Err(ReloadError::NeedsRestart { key });
-    }
-    // The store, its path or URL, prefix, capacity and policies are the
-    // revocations' own, opened once.
-    if format!("{:?}", old.revocation) != format!("{:?}", new.revocation) {
-        return Err(ReloadError::NeedsRestart { key: "revocation" });
     }
     Ok(())
 }
@@ -285,7 +310,36 @@ mod tests {
         assert!(err.to_string().contains("restart"), "{err}");
         let store = config("[revocation]\ncapacity = 5\n");
         let err = needs_restart(&old, &store).expect_err("store changed");
-        assert_eq!(err.key(), "revocation");
+        assert_eq!(err.key(), "revocation.capacity");
+    }
+
+    /// Each `[revocation]` key is named on its own, as the other
+    /// restart-only keys are.
+    #[test]
+    fn a_refused_revocation_change_names_its_key() {
+        let old = config("");
+        for (extra, key) in [
+            (
+                "store = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"",
+                "revocation.store",
+            ),
+            ("path = \"/tmp/revgate-reload-test\"", "revocation.path"),
+            ("capacity = 5", "revocation.capacity"),
+            ("redis_prefix = \"other:\"", "revocation.redis_prefix"),
+            ("on_store_down = \"allow\"", "revocation.on_store_down"),
+            ("max_staleness = \"5s\"", "revocation.max_staleness"),
+        ] {
+            let new = config(&format!("[revocation]\n{extra}\n"));
+            let err = needs_restart(&old, &new).expect_err(key);
+            assert_eq!(err.key(), key, "{extra}");
+        }
+        let redis = |url: &str| {
+            config(&format!(
+                "[revocation]\nstore = \"redis\"\nredis_url = \"redis://{url}\"\n"
+            ))
+        };
+        let err = needs_restart(&redis("127.0.0.1:1"), &redis("127.0.0.1:2")).expect_err("url");
+        assert_eq!(err.key(), "revocation.redis_url");
     }
 
     /// The connection bounds live in the accept loops (built once); the

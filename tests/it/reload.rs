@@ -11,6 +11,32 @@ async fn reload(gw: &Gateway) -> Got {
     admin(gw, "POST", "/admin/reload", "").await
 }
 
+/// The value of the sample `name` (with its labels) in a Prometheus text
+/// exposition.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `revgate_config_last_reload_success_timestamp_seconds` now.
+async fn last_reload_success(gw: &Gateway) -> u64 {
+    let text = get(&gw.admin_url("/metrics"), &[]).await.body;
+    metric(
+        &text,
+        "revgate_config_last_reload_success_timestamp_seconds",
+    )
+    .unwrap_or_else(|| panic!("no reload timestamp in {text}"))
+}
+
+/// Waits until the system clock has passed UNIX second `t`.
+async fn next_second_after(t: u64) {
+    eventually("the next second", Duration::from_secs(3), || {
+        let passed = now() > t;
+        async move { passed }
+    })
+    .await;
+}
+
 /// Keep-alive clients send throughout five reloads that each change the
 /// routes: not one request fails, and the route added last answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,6 +190,11 @@ async fn refused_reload_keeps_the_running_config_and_names_the_key() {
     let base = auth_config(&up.url(), "");
     let (gw, path) = Gateway::start_reloadable(&base).await;
     let t = token("keeper", "orders:read");
+    // The timestamp has whole seconds: the refusals below come in a later
+    // second than the start, so a refusal that set it would show.
+    let loaded_at = last_reload_success(&gw).await;
+    assert!(loaded_at > 0);
+    next_second_after(loaded_at).await;
     write_config_file(
         &path,
         &base.replace("auth = \"required\"", "auth = \"sometimes\""),
@@ -178,7 +209,7 @@ async fn refused_reload_keeps_the_running_config_and_names_the_key() {
     );
     let got = reload(&gw).await;
     assert_eq!(got.status, StatusCode::CONFLICT, "{}", got.body);
-    assert_eq!(got.json()["key"], "revocation");
+    assert_eq!(got.json()["key"], "revocation.capacity", "{}", got.body);
     assert!(
         got.json()["error"]
             .as_str()
@@ -187,17 +218,40 @@ async fn refused_reload_keeps_the_running_config_and_names_the_key() {
         "{}",
         got.body
     );
+    // Each `[revocation]` key is named on its own.
+    write_config_file(
+        &path,
+        &base.replace("[revocation]\n", "[revocation]\nmax_staleness = \"5s\"\n"),
+    );
+    let got = reload(&gw).await;
+    assert_eq!(got.status, StatusCode::CONFLICT, "{}", got.body);
+    assert_eq!(
+        got.json()["key"],
+        "revocation.max_staleness",
+        "{}",
+        got.body
+    );
+    assert!(
+        got.json()["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("revocation.max_staleness: "),
+        "{}",
+        got.body
+    );
     write_config_file(&path, "this is = not [ toml");
     assert_eq!(reload(&gw).await.status, StatusCode::CONFLICT);
     let metrics = get(&gw.admin_url("/metrics"), &[]).await.body;
-    assert!(
-        metrics.contains("revgate_config_reloads_total{result=\"error\"} 3"),
-        "{metrics}"
+    assert_eq!(
+        metric(&metrics, "revgate_config_reloads_total{result=\"error\"}"),
+        Some(4)
     );
-    assert!(
-        metrics.contains("revgate_config_reloads_total{result=\"success\"} 0"),
-        "{metrics}"
+    assert_eq!(
+        metric(&metrics, "revgate_config_reloads_total{result=\"success\"}"),
+        Some(0)
     );
+    // A refused reload leaves the time of the last good one alone.
+    assert_eq!(last_reload_success(&gw).await, loaded_at, "{metrics}");
     // Reload needs the admin token like every /admin/ path.
     let anon = send("POST", &gw.admin_url("/admin/reload"), &[], "").await;
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
