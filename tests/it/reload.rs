@@ -2,6 +2,9 @@
 //! survives, and what a refused reload leaves in place.
 
 use crate::support::*;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
 use hyper::StatusCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,98 +40,178 @@ async fn next_second_after(t: u64) {
     .await;
 }
 
+/// `GET path` with token `t` on `sender`.
+async fn get_on(
+    sender: &mut SendRequest<Full<Bytes>>,
+    path: &str,
+    t: &str,
+) -> Result<Got, hyper::Error> {
+    let req = hyper::Request::get(path)
+        .header("host", "gateway.test")
+        .header("authorization", format!("Bearer {t}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    send_on(sender, req).await
+}
+
 /// Keep-alive clients send throughout five reloads that each change the
-/// routes: not one request fails, and the route added last answers.
+/// routes, each on one connection it never replaces (a gateway that closed
+/// keep-alive connections on reload fails their next request), while one
+/// slow request is held at the upstream across a reload: not one request
+/// fails, every connection is still open at the end, the slow request is
+/// answered 200, and the route added last answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_fails_no_request() {
-    let up = Upstream::echo("up").await;
+    const CLIENTS: usize = 4;
+    let (release, gate) = tokio::sync::watch::channel(false);
+    let held = Arc::new(AtomicBool::new(false));
+    let held_up = held.clone();
+    // Answers at once, except `/api/slow`, which waits for `release`.
+    let up = Upstream::with(move |req| {
+        let (mut gate, held) = (gate.clone(), held_up.clone());
+        async move {
+            if req.uri().path().ends_with("/slow") {
+                held.store(true, Ordering::SeqCst);
+                let _ = gate.wait_for(|open| *open).await;
+            }
+            text(StatusCode::OK, "ok from up")
+        }
+    })
+    .await;
     let base = auth_config(&up.url(), "");
     let (gw, path) = Gateway::start_reloadable(&base).await;
     let t = token("reloader", "orders:read");
+    let loaded_at = last_reload_success(&gw).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let sent: Vec<Arc<AtomicUsize>> = (0..CLIENTS).map(|_| Arc::default()).collect();
     let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
-        let url: hyper::Uri = gw.url("/api/orders").parse().expect("uri");
-        let t = t.clone();
+    for n in &sent {
+        let (stop, sent, failed, t) = (stop.clone(), n.clone(), failed.clone(), t.clone());
+        let (mut sender, driver) = connection(gw.addr).await;
         clients.push(tokio::spawn(async move {
-            // One client each: its pooled connection is kept alive across
-            // the reloads.
-            let client = client();
             while !stop.load(Ordering::Relaxed) {
-                let req = hyper::Request::get(url.clone())
-                    .header("authorization", format!("Bearer {t}"))
-                    .body(http_body_util::Full::new(bytes::Bytes::new()))
-                    .expect("request");
-                let ok = match client.request(req).await {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-                        status == StatusCode::OK
-                    }
-                    Err(_) => false,
-                };
+                let got = get_on(&mut sender, "/api/orders", &t).await;
                 sent.fetch_add(1, Ordering::Relaxed);
-                if !ok {
+                if !matches!(&got, Ok(g) if g.status == StatusCode::OK) {
+                    eprintln!("request {} failed: {got:?}", sent.load(Ordering::Relaxed));
                     failed.fetch_add(1, Ordering::Relaxed);
+                    // The connection is never replaced: its client stops.
+                    break;
                 }
             }
+            // Still this client's one connection, still open.
+            !sender.is_closed() && !driver.is_finished()
         }));
     }
-    eventually("traffic flowing", Duration::from_secs(10), || {
-        let n = sent.load(Ordering::Relaxed);
-        async move { n > 50 }
-    })
+    let progressed = |floor: Vec<usize>| {
+        let (sent, failed) = (sent.clone(), failed.clone());
+        move || {
+            let done = failed.load(Ordering::Relaxed) > 0
+                || sent
+                    .iter()
+                    .zip(&floor)
+                    .all(|(n, f)| n.load(Ordering::Relaxed) >= f + 10);
+            async move { done }
+        }
+    };
+    let counts = || -> Vec<usize> { sent.iter().map(|n| n.load(Ordering::Relaxed)).collect() };
+    eventually(
+        "traffic flowing",
+        Duration::from_secs(10),
+        progressed(vec![0; CLIENTS]),
+    )
     .await;
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "before any reload");
+
+    // A slow request, in flight at the upstream when the reload swaps.
+    let mut slow = Some({
+        let (mut sender, _driver) = connection(gw.addr).await;
+        let t = t.clone();
+        tokio::spawn(async move { get_on(&mut sender, "/api/slow", &t).await })
+    });
+    eventually(
+        "the slow request at the upstream",
+        Duration::from_secs(10),
+        || {
+            let there = held.load(Ordering::SeqCst);
+            async move { there }
+        },
+    )
+    .await;
+    // The timestamp has whole seconds: reload in a later one than the start.
+    next_second_after(loaded_at).await;
+
     for i in 0..5 {
         let extra = format!(
             "\n[[route]]\nprefix = \"/added-{i}/\"\nupstream = \"{}\"\nauth = \"none\"\n",
             up.url()
         );
         write_config_file(&path, &format!("{base}{extra}"));
-        let before = sent.load(Ordering::Relaxed);
+        let before = counts();
         let got = reload(&gw).await;
         assert_eq!(got.status, StatusCode::OK, "{}", got.body);
         assert_eq!(got.json()["reloaded"], true);
-        eventually("traffic after the reload", Duration::from_secs(10), || {
-            let n = sent.load(Ordering::Relaxed);
-            async move { n > before + 20 }
-        })
+        // The first reload swapped with the slow request in flight.
+        if let Some(slow) = slow.take() {
+            assert!(!slow.is_finished(), "the slow request ended early");
+            release.send_replace(true);
+            let got = tokio::time::timeout(Duration::from_secs(10), slow)
+                .await
+                .expect("the slow request answered in time")
+                .expect("slow request task");
+            match got {
+                Ok(got) => {
+                    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+                    assert_eq!(got.body, "ok from up");
+                }
+                Err(e) => panic!("the slow request across the reload failed: {e}"),
+            }
+            let after = last_reload_success(&gw).await;
+            assert!(after > loaded_at, "{after} after {loaded_at}");
+        }
+        // Every client sends on its connection after the reload.
+        eventually(
+            "traffic after the reload",
+            Duration::from_secs(10),
+            progressed(before),
+        )
         .await;
+        assert_eq!(failed.load(Ordering::Relaxed), 0, "after reload {i}");
     }
     stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.expect("client task");
+    for (i, c) in clients.into_iter().enumerate() {
+        assert!(
+            c.await.expect("client task"),
+            "client {i}'s connection was closed"
+        );
     }
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "of {} requests",
-        sent.load(Ordering::Relaxed)
-    );
+    let total: usize = counts().iter().sum();
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "of {total} requests");
     assert!(
         up.accepted() < 40,
-        "keep-alive connections survived: {} accepted",
+        "keep-alive connections to the upstream survived: {} accepted",
         up.accepted()
     );
     assert_eq!(get(&gw.url("/added-4/x"), &[]).await.status, StatusCode::OK);
     let metrics = get(&gw.admin_url("/metrics"), &[]).await.body;
-    assert!(
-        metrics.contains("revgate_config_reloads_total{result=\"success\"} 5"),
-        "{metrics}"
-    );
+    let reloads = |result: &str| {
+        metric(
+            &metrics,
+            &format!("revgate_config_reloads_total{{result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(reloads("success"), Some(5), "{metrics}");
+    assert_eq!(reloads("error"), Some(0), "{metrics}");
     // The route's counters went on across reloads rather than restarting.
-    let forwarded: u64 = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("revgate_requests_total{route=\"/api/\",outcome=\"forwarded\"} ")
-        })
-        .and_then(|v| v.parse().ok())
-        .expect("api route counter");
+    let forwarded = metric(
+        &metrics,
+        "revgate_requests_total{route=\"/api/\",outcome=\"forwarded\"}",
+    )
+    .expect("api route counter");
     assert!(
-        forwarded >= sent.load(Ordering::Relaxed) as u64,
-        "{forwarded}"
+        forwarded > total as u64,
+        "{forwarded} of {total} and the slow one"
     );
 }
 

@@ -290,6 +290,42 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Got {
     send("GET", url, headers, "").await
 }
 
+/// One HTTP/1.1 connection to `addr`, outside any pool: it is never
+/// replaced, so a request on it fails once the peer has closed it. Also
+/// returns the task driving the connection, which ends when it does.
+pub async fn connection(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (sender, driver)
+}
+
+/// Sends `req` on `sender` (its URI in origin form, with a `Host` header)
+/// once the connection is ready, and reads the whole response.
+pub async fn send_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Result<Got, hyper::Error> {
+    sender.ready().await?;
+    let resp = sender.send_request(req).await?;
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    Ok(Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
 /// Polls `f` until it returns true or the deadline passes.
 pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut f: F)
 where
