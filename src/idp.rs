@@ -164,7 +164,10 @@ impl Idp {
         let now = SystemClock.now();
         let logout = logout_token::validate(typ.as_deref(), &claims, &expected, now)
             .map_err(LogoutError::Invalid)?;
-        if self.replay.seen(issuer, &logout.jti, now) {
+        // Claimed before acting, in one step: of two concurrent deliveries
+        // of the token only one acts.
+        let until = self.policy.revocation_expiry(logout.exp);
+        if !self.replay.claim(issuer, &logout.jti, until, now) {
             return Err(LogoutError::Invalid(
                 "logout token replayed (its jti was seen before)",
             ));
@@ -179,14 +182,12 @@ impl Idp {
                 .map(drop),
             (None, None) => Err(StoreError::Invalid("neither sub nor sid is present")),
         };
-        recorded.map_err(LogoutError::from)?;
-        // Remembered only once acted on: a delivery that failed with 503
-        // may be retried with the same token.
-        self.replay.remember(
-            issuer,
-            &logout.jti,
-            self.policy.revocation_expiry(logout.exp),
-        );
+        if let Err(e) = recorded {
+            // Not acted on: the identity provider's retry with the same
+            // token must not be refused as a replay.
+            self.replay.forget(issuer, &logout.jti);
+            return Err(e.into());
+        }
         tracing::debug!(jti = %logout.jti, "back-channel logout recorded");
         Ok(())
     }
@@ -265,10 +266,38 @@ impl Idp {
         let now = SystemClock.now();
         let event =
             set::validate(typ.as_deref(), &claims, &expected, now).map_err(PushError::Invalid)?;
-        if self.replay.seen(issuer, &event.jti, now) {
+        // Claimed before acting, in one step: of two concurrent deliveries
+        // of the SET only one acts.
+        if !self
+            .replay
+            .claim(issuer, &event.jti, event.remember_until, now)
+        {
             tracing::debug!(jti = %event.jti, "security event already acted on");
             return Ok(IdpResult::Duplicate);
         }
+        if let Err(e) = self.act(&event, now).await {
+            // Not acted on (in full): the transmitter's retry must not be
+            // acknowledged as a duplicate without acting.
+            self.replay.forget(issuer, &event.jti);
+            return Err(e);
+        }
+        if event.ignored > 0 {
+            tracing::info!(
+                jti = %event.jti,
+                ignored = event.ignored,
+                "security event: events with unknown types or unmappable subjects ignored"
+            );
+        }
+        Ok(if event.actions.is_empty() {
+            IdpResult::Ignored
+        } else {
+            IdpResult::Accepted
+        })
+    }
+
+    /// Records every revocation a SET asks for, in order; stops at the
+    /// first the store refuses.
+    async fn act(&self, event: &set::SecurityEvent, now: u64) -> Result<(), PushError> {
         let via = Via::SecurityEvent;
         for action in &event.actions {
             let recorded = match action {
@@ -286,20 +315,7 @@ impl Idp {
             };
             recorded.map_err(PushError::from)?;
         }
-        self.replay
-            .remember(issuer, &event.jti, event.remember_until);
-        if event.ignored > 0 {
-            tracing::info!(
-                jti = %event.jti,
-                ignored = event.ignored,
-                "security event: events with unknown types or unmappable subjects ignored"
-            );
-        }
-        Ok(if event.actions.is_empty() {
-            IdpResult::Ignored
-        } else {
-            IdpResult::Accepted
-        })
+        Ok(())
     }
 }
 

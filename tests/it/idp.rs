@@ -785,3 +785,138 @@ async fn a_logout_token_is_not_an_access_token() {
     }
     assert_eq!(up.count(), 0);
 }
+
+/// Deliveries of one logout token and of one SET, `N` at once each (as an
+/// identity provider retrying on a timeout may send them), three rounds
+/// each: exactly one acts. The rest are replays: 400 for the logout token,
+/// 202 without acting (counted `duplicate`) for the SET. A durable store
+/// makes each action a write to disk, so the deliveries overlap; each is
+/// sent on a connection opened beforehand, all released together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_of_one_token_act_once() {
+    const N: usize = 16;
+    const ROUNDS: usize = 3;
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let dir = temp_dir("idp-concurrent");
+    let revocation = format!("path = \"{}\"", dir.display());
+    let gw = Gateway::start(&config(&idp, &up.url(), &revocation, "")).await;
+
+    /// Sends `N` copies of a request to `path` with `body`, released
+    /// together; the answers.
+    async fn all_at_once(
+        gw: &Gateway,
+        path: &str,
+        content_type: &'static str,
+        body: String,
+    ) -> Vec<Got> {
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(N));
+        let mut tasks = Vec::new();
+        for _ in 0..N {
+            let (mut sender, _driver) = connection(gw.addr).await;
+            let req = hyper::Request::post(path)
+                .header("host", "gateway.test")
+                .header("content-type", content_type)
+                .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+                .expect("request");
+            let start = start.clone();
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                send_on(&mut sender, req).await.expect("answered")
+            }));
+        }
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.expect("delivery task"));
+        }
+        got
+    }
+
+    for round in 0..ROUNDS {
+        let sid = unique("sid");
+        let lt = idp.sign(Some("logout+jwt"), &logout_claims(Some("olga"), Some(&sid)));
+        let form = format!("logout_token={lt}");
+        let got = all_at_once(&gw, LOGOUT_PATH, "application/x-www-form-urlencoded", form).await;
+        let ok = got.iter().filter(|g| g.status == StatusCode::OK).count();
+        assert_eq!(ok, 1, "round {round}: {got:?}");
+        for g in got.iter().filter(|g| g.status != StatusCode::OK) {
+            assert_eq!(g.status, StatusCode::BAD_REQUEST, "{g:?}");
+            assert_eq!(
+                g.json()["error_description"],
+                "logout token replayed (its jti was seen before)"
+            );
+        }
+        assert_eq!(
+            status(&gw, &idp.access_token("olga", Some(&sid))).await,
+            StatusCode::UNAUTHORIZED
+        );
+
+        let set = idp.sign(
+            Some("secevent+jwt"),
+            &set_claims(
+                CAEP_SESSION_REVOKED,
+                json!({"format": "opaque", "id": unique("sid")}),
+            ),
+        );
+        let got = all_at_once(&gw, EVENTS_PATH, "application/secevent+jwt", set).await;
+        assert!(
+            got.iter().all(|g| g.status == StatusCode::ACCEPTED),
+            "round {round}: {got:?}"
+        );
+        let metrics = get(&gw.admin_url("/metrics"), &[]).await.body;
+        let rounds = round + 1;
+        for (endpoint, result, n) in [
+            ("backchannel_logout", "accepted", rounds),
+            ("backchannel_logout", "rejected", rounds * (N - 1)),
+            ("security_events", "accepted", rounds),
+            ("security_events", "duplicate", rounds * (N - 1)),
+        ] {
+            let line = format!(
+                "revgate_idp_events_total{{endpoint=\"{endpoint}\",result=\"{result}\"}} {n}\n"
+            );
+            assert!(
+                metrics.contains(&line),
+                "round {round}: {line} in {metrics}"
+            );
+        }
+    }
+}
+
+/// A delivery the store could not record (503, here the store is full) is
+/// not remembered as acted on: the identity provider's retry with the same
+/// token is tried again (503 again, not refused as a replay), and so is a
+/// SET's.
+#[tokio::test]
+async fn a_delivery_that_failed_is_not_a_replay() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&config(&idp, &up.url(), "capacity = 1", "")).await;
+    let first = idp.sign(None, &logout_claims(None, Some(&unique("sid"))));
+    assert_eq!(backchannel_logout(&gw, &first).await.status, StatusCode::OK);
+    let lt = idp.sign(None, &logout_claims(None, Some(&unique("sid"))));
+    for attempt in 0..2 {
+        let got = backchannel_logout(&gw, &lt).await;
+        assert_eq!(
+            got.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "attempt {attempt}: {}",
+            got.body
+        );
+    }
+    let set = idp.sign(
+        None,
+        &set_claims(
+            CAEP_SESSION_REVOKED,
+            json!({"format": "opaque", "id": unique("sid")}),
+        ),
+    );
+    for attempt in 0..2 {
+        let got = push(&gw, &set, None).await;
+        assert_eq!(
+            got.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "attempt {attempt}: {}",
+            got.body
+        );
+    }
+}
