@@ -4,6 +4,7 @@
 use crate::app::App;
 use crate::config::Config;
 use crate::tls::ListenerTls;
+use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
@@ -342,21 +343,51 @@ impl DemoTls {
         let leaf_key = KeyPair::generate()?;
         let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
 
-        let dir = std::env::temp_dir().join(format!("revgate-demo-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let write = |name: &str, text: String| -> anyhow::Result<PathBuf> {
+        let dir = private_temp_dir("revgate-demo-tls-")?;
+        let write = |name: &str, text: String, mode: u32| -> anyhow::Result<PathBuf> {
             let path = dir.join(name);
-            std::fs::write(&path, text)?;
+            write_new(&path, text.as_bytes(), mode)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             Ok(path)
         };
         Ok(DemoTls {
-            ca_file: write("ca.pem", ca_cert.pem())?,
-            cert_file: write("cert.pem", leaf.pem())?,
-            key_file: write("key.pem", leaf_key.serialize_pem())?,
+            ca_file: write("ca.pem", ca_cert.pem(), 0o644)?,
+            cert_file: write("cert.pem", leaf.pem(), 0o644)?,
+            key_file: write("key.pem", leaf_key.serialize_pem(), 0o600)?,
             ca: ca_cert.der().clone(),
             dir,
         })
     }
+}
+
+/// A new directory under the system's temporary directory that only this
+/// user may enter (mode 0700), named `prefix` and 128 random bits so that
+/// no other user can guess it and plant a file or link there first;
+/// creating it fails rather than reuse one that exists.
+fn private_temp_dir(prefix: &str) -> anyhow::Result<PathBuf> {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random)
+        .map_err(|e| anyhow::anyhow!("no random bytes for a temporary directory: {e}"))?;
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("{prefix}{suffix}"));
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Writes a file that must not exist yet, created with `mode` (on Unix).
+fn write_new(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    std::io::Write::write_all(&mut options.open(path)?, bytes)
 }
 
 fn walkthrough(config: &Config, base: &str, admin: Option<&str>, curl: &str) -> String {
@@ -379,4 +410,47 @@ fn walkthrough(config: &Config, base: &str, admin: Option<&str>, curl: &str) -> 
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo's CA and key go to a fresh directory of its own (mode 0700,
+    /// an unguessable name, never the process id), the key file mode 0600,
+    /// and the printed curl command names the CA file written there.
+    #[cfg(unix)]
+    #[test]
+    fn demo_tls_files_are_private_and_unpredictable() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        let (a, b) = (
+            DemoTls::generate().expect("demo tls"),
+            DemoTls::generate().expect("demo tls"),
+        );
+        assert_ne!(a.dir, b.dir);
+        for demo in [&a, &b] {
+            let name = demo.dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let suffix = name.strip_prefix("revgate-demo-tls-").unwrap_or("");
+            assert!(
+                suffix.len() == 32 && suffix.bytes().all(|c| c.is_ascii_hexdigit()),
+                "{name}"
+            );
+            assert_eq!(mode(&demo.dir), 0o700, "{}", demo.dir.display());
+            assert_eq!(mode(&demo.key_file), 0o600);
+            assert!(demo.key_file.starts_with(&demo.dir) && demo.ca_file.starts_with(&demo.dir));
+            let curl = Client::tls(demo).expect("client").curl();
+            assert_eq!(curl, format!("curl -i --cacert {}", demo.ca_file.display()));
+        }
+        // Never reused: a file written there already is an error.
+        assert!(write_new(&a.key_file, b"x", 0o600).is_err());
+        assert!(std::fs::DirBuilder::new().create(&a.dir).is_err());
+        for demo in [a, b] {
+            let _ = std::fs::remove_dir_all(&demo.dir);
+        }
+    }
 }
