@@ -143,3 +143,90 @@ async fn reopen_writes_to_the_new_file() {
     let old = std::fs::read_to_string(&rotated).expect("rotated");
     assert!(old.contains("/one") && !old.contains("/two"), "{old}");
 }
+
+/// The binary reopens its access log on SIGUSR1, as logrotate's
+/// `postrotate` sends it: after the file is renamed and the signal sent, a
+/// request's line goes to a new file at the configured path, and the
+/// process goes on serving.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigusr1_reopens_the_access_log_of_the_running_binary() {
+    /// Ends the gateway process however the test ends.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let up = Upstream::echo("up").await;
+    let dir = temp_dir("access-sigusr1");
+    let path = dir.join("access.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[access_log]\npath = {:?}\n\
+             [[route]]\nprefix = \"/\"\nupstream = \"{}\"\nauth = \"none\"\n",
+            path.display().to_string(),
+            up.url()
+        ),
+    )
+    .expect("write config");
+    let mut gateway = Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_revgate"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn revgate"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    eventually(
+        "the gateway listening",
+        Duration::from_secs(10),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    assert_eq!(
+        get(&format!("{base}/one"), &[]).await.status,
+        StatusCode::OK
+    );
+    lines(&path, 1).await;
+    let rotated = dir.join("access.log.1");
+    std::fs::rename(&path, &rotated).expect("rotate");
+    let usr1 = std::process::Command::new("kill")
+        .args(["-USR1", &gateway.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(usr1.success());
+    // The signal is handled asynchronously: requests made before it are
+    // logged to the renamed file, so send until one lands in a new one.
+    let (base, path) = (&base, &path);
+    eventually(
+        "a line in a new file at the path",
+        Duration::from_secs(10),
+        || async move {
+            get(&format!("{base}/two"), &[]).await;
+            std::fs::read_to_string(path).is_ok_and(|t| t.contains("/two"))
+        },
+    )
+    .await;
+    assert!(
+        gateway.0.try_wait().expect("wait").is_none(),
+        "SIGUSR1 ended the process"
+    );
+    let old = std::fs::read_to_string(&rotated).expect("rotated");
+    assert!(old.contains("/one"), "{old}");
+    let new = std::fs::read_to_string(path).expect("new");
+    assert!(!new.contains("/one"), "{new}");
+}
