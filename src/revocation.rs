@@ -73,7 +73,7 @@
 //!   once here and at each scrape.
 //!
 //! # Backends
-//! `Backend` is the seam for issue 5: the Redis backend persists each
+//! `Backend` is the seam for the shared store: the Redis backend persists each
 //! [`Record`] to Redis in `persist`, and feeds records made by other replicas
 //! into [`Revocations::apply`], which updates memory without writing back.
 

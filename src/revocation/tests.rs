@@ -457,7 +457,7 @@ async fn revoke_jti_refuses_an_empty_jti_and_a_past_expiry() {
     assert_eq!(r.jti_expiry("j"), None);
 }
 
-/// Pins issue 11: a logout-all must hold for the whole life of every token
+/// Pins a fixed bug: a logout-all must hold for the whole life of every token
 /// it covers: any `iat` up to the watermark (an issuer up to `leeway`
 /// ahead included), the longest lifetime verification accepts, every
 /// second until the token is refused as expired; and tokens without `iat`

@@ -296,7 +296,7 @@ fn metric(body: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {body}"))
 }
 
-/// Pins issue 16: the verified-token cache was bounded by entry count
+/// Pins a fixed bug: the verified-token cache was bounded by entry count
 /// only (200,000 distinct 8 KB tokens took 1.7 GiB). Through the gateway,
 /// distinct 3 KB tokens fill a 64 KiB cache to its byte bound and no
 /// further, and a token over `cache_max_token_bytes` is never cached.

@@ -452,7 +452,7 @@ async fn assert_all_refused(gw: &Gateway, tokens: &[String]) {
     );
 }
 
-/// Pins issue 12: Redis restarted empty, then a replica started afterwards
+/// Pins a fixed bug: Redis restarted empty, then a replica started afterwards
 /// accepted every earlier revocation and watermark. The live replica now
 /// finds the new dataset and writes back what it holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,7 +479,7 @@ async fn redis_restarted_empty_then_a_late_replica_refuses_every_earlier_revocat
     );
 }
 
-/// Pins issue 12: `FLUSHALL` under live connections (nothing disconnects)
+/// Pins a fixed bug: `FLUSHALL` under live connections (nothing disconnects)
 /// lost every revocation for replicas started afterwards. The heartbeat
 /// carries the dataset id, so the live replica notices and writes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,7 +497,7 @@ async fn redis_flushall_then_a_late_replica_refuses_every_earlier_revocation() {
     assert_all_refused(&late, &revoked).await;
 }
 
-/// Pins issue 12: with `maxmemory-policy allkeys-lru` a late replica
+/// Pins a fixed bug: with `maxmemory-policy allkeys-lru` a late replica
 /// accepted most acknowledged revocations (Redis had evicted them). Such a
 /// Redis is now refused at start: one line naming the policy, exit 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,7 +594,7 @@ fn fill_until_oom(redis: &RedisServer) {
     assert!(e.to_string().contains("OOM"), "{e}");
 }
 
-/// Pins issue 12: on a full Redis (noeviction) a new or restarted replica
+/// Pins a fixed bug: on a full Redis (noeviction) a new or restarted replica
 /// never became ready, as its catch-up began with a write. Catch-up now
 /// only reads: the new replica is ready and refuses what was revoked; only
 /// writes get 503.
@@ -634,7 +634,7 @@ async fn a_full_redis_lets_a_new_replica_become_ready_and_only_writes_get_503() 
     );
 }
 
-/// Pins issue 12: `on_store_down = "allow"` served every revoked token with
+/// Pins a fixed bug: `on_store_down = "allow"` served every revoked token with
 /// 200 on a replica started while Redis was down, having never loaded the
 /// blocklist. Before its first catch-up it now answers like `deny`.
 #[tokio::test]
@@ -716,7 +716,7 @@ async fn pump(
     }
 }
 
-/// Pins issue 12: with the Redis connection hung (packets stop, nothing
+/// Pins a fixed bug: with the Redis connection hung (packets stop, nothing
 /// closes) a `deny` replica served a token revoked elsewhere for 2 s. Its
 /// heartbeat now has a deadline: it answers 503 within
 /// `revocation.max_staleness` plus a margin, and recovers once Redis answers.

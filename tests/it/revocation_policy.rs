@@ -137,7 +137,7 @@ async fn revoke_by(gw: &Gateway, how: RevokedVia, token: &str) {
     assert_eq!(got.status, StatusCode::OK, "{how:?}: {}", got.body);
 }
 
-/// Pins issue 11: a logged-out ES256/ES384 token without `jti` was accepted
+/// Pins a fixed bug: a logged-out ES256/ES384 token without `jti` was accepted
 /// again once its signature was rewritten as `(r, n-s)` (the key hashed the
 /// whole token). Through logout, RFC 7009 and the admin API, both ways round.
 #[tokio::test]
@@ -164,7 +164,7 @@ async fn reencoded_ecdsa_signature_stays_revoked() {
     }
 }
 
-/// Pins issue 11: `max_token_lifetime` was not enforced, so a token living
+/// Pins a fixed bug: `max_token_lifetime` was not enforced, so a token living
 /// longer than the logout-all records was valid again once they expired.
 /// Refused at verification (with or without `iat`, `exp = u64::MAX` too),
 /// with its own description; a token at the limit passes.
@@ -194,7 +194,7 @@ async fn token_living_longer_than_max_token_lifetime_is_refused() {
     }
 }
 
-/// Pins issue 11: with `max_token_lifetime = "2s"`, a 1 h token got 401
+/// Pins a fixed bug: with `max_token_lifetime = "2s"`, a 1 h token got 401
 /// after logout-all and 200 five seconds later. Now every token the
 /// logout-all covered is refused on every request until it has expired
 /// (polled across the watermark's own expiry), and the 1 h token is refused
@@ -241,7 +241,7 @@ async fn logout_all_holds_for_the_whole_life_of_every_token_it_covered() {
     }
 }
 
-/// Pins issue 11: a token whose `iat` is 25 s ahead (its issuer's clock runs
+/// Pins a fixed bug: a token whose `iat` is 25 s ahead (its issuer's clock runs
 /// ahead, inside the 30 s leeway) still passed after logout-all. The
 /// watermark now covers `iat` up to `now + leeway`: the answer's `before`
 /// says so, the skewed token is refused, and a token issued after `before`
@@ -288,7 +288,8 @@ async fn logout_all_covers_tokens_from_an_issuer_clock_running_ahead() {
 
 /// Revocations the previous build wrote (whole-token keys, through logout,
 /// RFC 7009 and the admin API), in that build's store file
-/// (`tests/fixtures/legacy-store-v1`, written by the build before issue 11),
+/// (`tests/fixtures/legacy-store-v1`, written by the last build that keyed
+/// revocations by the whole token),
 /// still refuse their tokens; a token that was never revoked passes.
 #[tokio::test]
 async fn revocations_stored_by_the_previous_build_still_refuse_their_tokens() {

@@ -273,8 +273,9 @@ async fn redis_killed_then_restarted_empty() {
 
 /// Redis restarted from a snapshot older than its last writes: the log was
 /// rolled back past B's position, so B does a full resync, writes back
-/// what the snapshot lacks (a late replica sees it; before issue 12 it did
-/// not), and follows new writes afterwards.
+/// what the snapshot lacks (a late replica sees it, which it did not
+/// before replicas wrote back after a data loss), and follows new writes
+/// afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_with_data() {
     let Some(mut server) = RedisServer::start() else {
