@@ -1,14 +1,14 @@
 //! Bearer tokens: finding them in a request and verifying them.
 //!
 //! [`Authenticator`] is built once from `[jwt]` (keys loaded and prepared
-//! for `ring`) and shared by every request. Verification, in this order: structure and base64, `alg` in the
+//! for `ring` and `aws-lc-rs`) and shared by every request. Verification, in this order: structure and base64, `alg` in the
 //! allow-list, key by `kid`, signature, `exp`, `nbf`, `iss`, `aud`. Revocation
 //! comes after, in the gateway.
 //!
 //! | file | job |
 //! |---|---|
 //! | `extract.rs` | the token sources (`Authorization`, other headers, cookie, query) |
-//! | `verify.rs` | token shape, header `alg`, the signature check (`ring`), the payload |
+//! | `verify.rs` | token shape, header `alg`, the signature check (`aws-lc-rs` for RSA, `ring` for the rest), the payload |
 //! | `keys.rs` | public keys from PEM or JWKS, and choosing one by `kid` and `alg` |
 //! | `jwks.rs` | `jwks_url`: fetch, background refresh, rate-limited refetch |
 //! | `claims.rs` | [`Claims`] and the time, issuer and audience checks |

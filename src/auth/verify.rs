@@ -3,8 +3,9 @@
 //!
 //! `jsonwebtoken` loads the keys and mints tokens; verification is ours, in
 //! one pass: the header and the payload are each decoded and parsed once,
-//! the signature is decoded into a stack buffer and checked by `ring` against
-//! a key prepared at load ([`SigKey`], [`HmacKeys`]). The claim checks (`exp`,
+//! the signature is decoded into a stack buffer and checked against a key
+//! prepared at load ([`SigKey`], [`HmacKeys`]): by `aws-lc-rs` for RSA
+//! ([`RsaKey`]), by `ring` for the others. The claim checks (`exp`,
 //! `nbf`, `iat`, `iss`, `aud`) follow in `claims.rs`, in the documented
 //! order, with one leeway and an injectable clock.
 //!
@@ -231,11 +232,11 @@ impl HmacKeys {
     }
 }
 
-/// A public key in the form `ring` verifies with, checked at load.
+/// A public key in the form it is verified with, checked at load.
 pub(crate) enum SigKey {
-    /// RSA modulus and exponent, big-endian, without leading zeros; the
-    /// modulus 2048 to 8192 bits.
-    Rsa { n: Box<[u8]>, e: Box<[u8]> },
+    /// An RSA key (modulus 2048 to 8192 bits), parsed once for each of
+    /// the six RSA algorithms.
+    Rsa(Box<RsaKey>),
     /// An uncompressed SEC1 point on P-256.
     EcP256(Box<[u8]>),
     /// An uncompressed SEC1 point on P-384.
@@ -264,10 +265,7 @@ impl SigKey {
         if e.len() > 5 || value % 2 == 0 || !(3..1 << 33).contains(&value) {
             return Err("RSA public exponent is not an odd number from 3 to 2^33-1".to_string());
         }
-        Ok(SigKey::Rsa {
-            n: n.into(),
-            e: e.into(),
-        })
+        RsaKey::new(n, e).map(|key| SigKey::Rsa(Box::new(key)))
     }
 
     /// Whether the signature of `msg` verifies; `Err` when this key cannot
@@ -275,20 +273,11 @@ impl SigKey {
     fn verify(&self, alg: Algorithm, msg: &[u8], sig: &[u8]) -> Result<bool, Reject> {
         use Algorithm::*;
         let ok = match self {
-            SigKey::Rsa { n, e } => {
-                let params = match alg {
-                    RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-                    RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-                    RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-                    PS256 => &signature::RSA_PSS_2048_8192_SHA256,
-                    PS384 => &signature::RSA_PSS_2048_8192_SHA384,
-                    PS512 => &signature::RSA_PSS_2048_8192_SHA512,
-                    _ => return Err(ALG_KEY_MISMATCH),
-                };
-                signature::RsaPublicKeyComponents { n, e }
-                    .verify(params, msg, sig)
-                    .is_ok()
-            }
+            SigKey::Rsa(key) => key
+                .for_alg(alg)
+                .ok_or(ALG_KEY_MISMATCH)?
+                .verify_sig(msg, sig)
+                .is_ok(),
             SigKey::EcP256(point) if alg == ES256 => {
                 unparsed(&signature::ECDSA_P256_SHA256_FIXED, point, msg, sig)
             }
@@ -299,6 +288,55 @@ impl SigKey {
             _ => return Err(ALG_KEY_MISMATCH),
         };
         Ok(ok)
+    }
+}
+
+/// An RSA public key as `aws-lc-rs` verifies it: parsed once per
+/// algorithm at load, so a verification is the public-key operation alone.
+/// `ring` (used for every other key) re-parses an RSA key and recomputes
+/// its Montgomery constants on every verification, which made RS256 1.3-1.5x
+/// `openssl speed rsa2048`'s verify time; parsed once, it is 1.1-1.2x
+/// (docs/benchmarks.md, "First-sight verification").
+pub(crate) struct RsaKey {
+    /// RS256, RS384, RS512, PS256, PS384, PS512, in that order.
+    parsed: [aws_lc_rs::signature::ParsedPublicKey; 6],
+}
+
+impl RsaKey {
+    /// `n` and `e` big-endian without leading zeros, already range-checked.
+    fn new(n: &[u8], e: &[u8]) -> Result<RsaKey, String> {
+        use aws_lc_rs::signature as lc;
+        let components = lc::RsaPublicKeyComponents { n, e };
+        let parse = |params: &'static lc::RsaParameters| {
+            components
+                .to_parsed_public_key(params)
+                .map_err(|e| format!("RSA public key refused: {e}"))
+        };
+        Ok(RsaKey {
+            parsed: [
+                parse(&lc::RSA_PKCS1_2048_8192_SHA256)?,
+                parse(&lc::RSA_PKCS1_2048_8192_SHA384)?,
+                parse(&lc::RSA_PKCS1_2048_8192_SHA512)?,
+                parse(&lc::RSA_PSS_2048_8192_SHA256)?,
+                parse(&lc::RSA_PSS_2048_8192_SHA384)?,
+                parse(&lc::RSA_PSS_2048_8192_SHA512)?,
+            ],
+        })
+    }
+
+    /// The key parsed for `alg`; `None` for an algorithm that is not RSA.
+    fn for_alg(&self, alg: Algorithm) -> Option<&aws_lc_rs::signature::ParsedPublicKey> {
+        use Algorithm::*;
+        let i = match alg {
+            RS256 => 0,
+            RS384 => 1,
+            RS512 => 2,
+            PS256 => 3,
+            PS384 => 4,
+            PS512 => 5,
+            _ => return None,
+        };
+        self.parsed.get(i)
     }
 }
 
