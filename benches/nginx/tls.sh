@@ -7,9 +7,12 @@
 #                wrk resumes the session where the server allows (both do)
 #   full:        openssl s_time -new                full handshakes (never
 #                resumed) with one request each, one client, sequential
+#   h2:          h2load -c64 -m1                    HTTP/2 over TLS (ALPN h2),
+#                64 connections, one stream at a time each
 # The upstream is benches/nginx/upstream.conf moved to 127.0.0.1:9100, so
 # this runs beside the cleartext comparison's :9000.
-# Needs: cargo build --release, nginx (with ssl), wrk, openssl, curl.
+# Needs: cargo build --release, nginx (with ssl), wrk, openssl, curl,
+# h2load (nghttp2-client).
 set -u
 cd "$(dirname "$0")/../.."
 T=/tmp/revgate-bench-tls
@@ -43,6 +46,8 @@ for target in nginx:8443 revgate:8444; do
   echo "== $name full handshakes"
   taskset -c 1 openssl s_time -connect localhost:$port -new -time $D -CAfile $T/cert.pem -www "$WWW" 2>&1 \
     | grep -E 'real seconds'
+  echo "== $name HTTP/2 over TLS"
+  taskset -c 1 h2load -c64 -m1 -D$D $url | grep -E 'finished in|requests:|status codes|time for request'
 done
 kill $rg $ng $up
 wait 2>/dev/null
