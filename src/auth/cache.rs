@@ -260,7 +260,7 @@ mod tests {
         assert!(TokenCache::new(bounds(0), 30).is_none());
     }
 
-    /// Pins issue 16: the cache was bounded by entry count only, so 200,000
+    /// Pins a fixed bug: the cache was bounded by entry count only, so 200,000
     /// distinct 8 KB tokens took 1.7 GiB. Now the weights (estimated bytes)
     /// never sum past `max_bytes`, however many large tokens arrive.
     #[test]
