@@ -40,7 +40,7 @@ fn claims(jti: &str, sid: Option<&str>) -> Claims {
         revocation: TokenKeys::from(RevocationKey::from_jti(jti)),
         session: sid.map(RevocationKey::from_sid),
         fingerprint: None,
-        raw: serde_json::Map::new(),
+        raw: Default::default(),
     }
 }
 

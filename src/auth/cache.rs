@@ -21,7 +21,9 @@ use super::claims::Claims;
 use crate::revocation::{Clock, SystemClock};
 use moka::sync::Cache;
 use moka::Expiry;
-use serde_json::{Map, Value};
+#[cfg(test)]
+use serde_json::Map;
+use serde_json::Value;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -84,9 +86,34 @@ pub(crate) fn entry_bytes(token: &str, claims: &Claims) -> usize {
         + strings
         + scopes
         + fingerprint
-        + object_bytes(&claims.raw)
+        + claims_text_bytes(claims.raw.json())
 }
 
+/// The payload's JSON text, and room for the map a `forward_claims` route
+/// may parse it into later ([`RawClaims::map`](crate::auth::RawClaims::map)), counted from the text in one
+/// pass so that it is an upper bound whatever the claims' shape: every
+/// member of an object has one `:` (a colon inside a string only adds to
+/// the estimate), every array element at most one `,` before it, every
+/// string two `"`; the map's strings hold at most the text's bytes.
+/// `a_map_never_outweighs_its_estimate` checks it against [`object_bytes`].
+fn claims_text_bytes(json: &str) -> usize {
+    let (mut colons, mut commas, mut quotes) = (0usize, 0usize, 0usize);
+    for b in json.bytes() {
+        match b {
+            b':' => colons += 1,
+            b',' => commas += 1,
+            b'"' => quotes += 1,
+            _ => {}
+        }
+    }
+    2 * json.len()
+        + ALLOC_OVERHEAD
+        + colons * MEMBER_OVERHEAD
+        + (commas + 1) * size_of::<Value>()
+        + (quotes / 2) * ALLOC_OVERHEAD
+}
+
+#[cfg(test)]
 fn object_bytes(map: &Map<String, Value>) -> usize {
     map.iter()
         .map(|(k, v)| MEMBER_OVERHEAD + k.capacity() + value_bytes(v))
@@ -94,6 +121,7 @@ fn object_bytes(map: &Map<String, Value>) -> usize {
 }
 
 /// Heap bytes a JSON value owns beyond its own `Value` slot.
+#[cfg(test)]
 fn value_bytes(value: &Value) -> usize {
     match value {
         Value::Null | Value::Bool(_) | Value::Number(_) => 0,
@@ -211,9 +239,6 @@ mod tests {
         if let Some(nbf) = nbf {
             v["nbf"] = json!(nbf);
         }
-        let serde_json::Value::Object(map) = v else {
-            unreachable!()
-        };
         let policy = ClaimPolicy {
             time: crate::revocation::Policy {
                 leeway: 1_000_000,
@@ -222,7 +247,7 @@ mod tests {
             issuer: None,
             audience: vec![],
         };
-        Arc::new(Claims::check(map, "t", &policy, unix_now()).expect("claims"))
+        Arc::new(Claims::check(v.to_string(), "t", &policy, unix_now()).expect("claims"))
     }
 
     fn bounds(capacity: u64) -> CacheBounds {
@@ -241,9 +266,6 @@ mod tests {
     fn big_claims(i: usize, size: usize) -> Arc<Claims> {
         let now = unix_now();
         let v = json!({"exp": now + 3600, "sub": format!("s{i}"), "pad": "x".repeat(size)});
-        let serde_json::Value::Object(map) = v else {
-            unreachable!()
-        };
         let policy = ClaimPolicy {
             time: crate::revocation::Policy {
                 leeway: 30,
@@ -252,7 +274,7 @@ mod tests {
             issuer: None,
             audience: vec![],
         };
-        Arc::new(Claims::check(map, "t", &policy, now).expect("claims"))
+        Arc::new(Claims::check(v.to_string(), "t", &policy, now).expect("claims"))
     }
 
     #[test]
@@ -316,6 +338,42 @@ mod tests {
 
     /// The estimate grows with what the claims hold: a padded claim and
     /// long strings weigh their bytes.
+    /// The estimate made from the payload's text is never below what the
+    /// parsed map holds, for ordinary claims and for shapes built to make
+    /// the map large against its text (many one-letter members, arrays of
+    /// small numbers, nested objects, empty strings, colons in strings).
+    #[test]
+    fn a_map_never_outweighs_its_estimate() {
+        let many_members = (0..500)
+            .map(|i| {
+                format!(
+                    "\"{}\":{}",
+                    char::from(b'a' + (i % 26) as u8).to_string() + &i.to_string(),
+                    i % 10
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let numbers = (0..1000)
+            .map(|i| (i % 10).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let empties = (0..500).map(|_| "\"\"").collect::<Vec<_>>().join(",");
+        for json in [
+            r#"{"exp":1700000000,"sub":"alice","iss":"https://idp.example","aud":"api","jti":"j1","scope":"a b c"}"#.to_string(),
+            format!("{{{many_members}}}"),
+            format!(r#"{{"exp":1,"n":[{numbers}]}}"#),
+            format!(r#"{{"exp":1,"e":[{empties}]}}"#),
+            r#"{"exp":1,"o":{"a":{"b":{"c":{"d":[{},{},[],[[]]]}}}},"s":"::::"}"#.to_string(),
+            r#"{}"#.to_string(),
+        ] {
+            let map: Map<String, Value> = serde_json::from_str(&json).expect("valid");
+            let real = json.len() + object_bytes(&map);
+            let estimate = claims_text_bytes(&json);
+            assert!(estimate >= real, "{estimate} < {real} for {}", &json[..json.len().min(60)]);
+        }
+    }
+
     #[test]
     fn entry_bytes_counts_token_and_claims() {
         let small = entry_bytes("t", &big_claims(0, 1));

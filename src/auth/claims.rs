@@ -9,7 +9,11 @@
 use crate::response::Reject;
 use crate::revocation::{Policy, RevocationKey, TokenKeys};
 use hyper::header::HeaderValue;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
 /// The claim checks configured in `[jwt]`.
 #[derive(Debug, Clone)]
@@ -51,8 +55,85 @@ pub struct Claims {
     /// How logs name a token without `jti`: the first 12 hex digits of its
     /// SHA-256 (never the token). `None` when the token has a `jti`.
     pub fingerprint: Option<Box<str>>,
-    /// Every claim as sent.
-    pub raw: Map<String, Value>,
+    /// Every claim as sent: the payload's JSON text, parsed into a map
+    /// only when something reads a claim by name ([`RawClaims::map`]).
+    pub raw: RawClaims,
+}
+
+/// The payload's JSON text, and its members as a map once asked for: the
+/// checks read only the registered claims (borrowed from the text, see
+/// [`Registered`]), so a token on a route without `forward_claims` never
+/// builds the map. On a route with them, the first request builds it and
+/// the cached token keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct RawClaims {
+    json: String,
+    map: OnceLock<Map<String, Value>>,
+}
+
+impl RawClaims {
+    /// Claims from a payload's JSON text (an object).
+    pub fn new(json: String) -> Self {
+        RawClaims {
+            json,
+            map: OnceLock::new(),
+        }
+    }
+
+    /// Every claim as sent, by name (parsed from the payload the first
+    /// time it is asked for; empty for a text that is not an object).
+    pub fn map(&self) -> &Map<String, Value> {
+        self.map
+            .get_or_init(|| serde_json::from_str(&self.json).unwrap_or_default())
+    }
+
+    /// The payload's JSON text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+}
+
+/// The registered claims the checks read, each still JSON text borrowed
+/// from the payload (read one by one below, so each keeps its own error).
+/// A JSON `null` reads as absent, as before. A registered claim named
+/// twice makes the payload malformed (RFC 7519 §4 allows refusing
+/// duplicates; the other members are not checked for them).
+#[derive(Deserialize)]
+struct Registered<'a> {
+    #[serde(default, borrow)]
+    exp: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    nbf: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    iat: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    iss: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    aud: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    sub: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    jti: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    sid: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    scope: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    scp: Option<&'a RawValue>,
+    /// Present at all, even as `null`.
+    #[serde(default, deserialize_with = "present")]
+    events: bool,
+}
+
+/// True for any value: the member is there.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// A member's JSON text as a `Value` (numbers and literals allocate
+/// nothing).
+fn value(raw: Option<&RawValue>) -> Option<Value> {
+    raw.and_then(|r| serde_json::from_str(r.get()).ok())
 }
 
 const MALFORMED_CLAIMS: Reject = Reject::InvalidToken("malformed token claims");
@@ -65,40 +146,54 @@ impl Claims {
     /// Checks the claims of a token whose signature verified, at `now` (UNIX
     /// seconds), and keeps them. `token` is only used for the revocation key
     /// of a token without `jti`.
+    ///
+    /// `json` is the payload as decoded: it must be a JSON object.
     pub(crate) fn check(
-        raw: Map<String, Value>,
+        json: String,
         token: &str,
         policy: &ClaimPolicy,
         now: u64,
     ) -> Result<Claims, Reject> {
+        // A derived struct would also take a JSON array, member by
+        // position: only an object is a claims set.
+        if !json.trim_start().starts_with('{') {
+            return Err(crate::auth::MALFORMED_TOKEN);
+        }
+        let reg: Registered =
+            serde_json::from_str(&json).map_err(|_| crate::auth::MALFORMED_TOKEN)?;
         let leeway = policy.time.leeway;
-        let exp = match raw.get("exp") {
-            None | Some(Value::Null) => return Err(Reject::InvalidToken("token has no exp claim")),
-            Some(v) => numeric_date(v).ok_or(Reject::InvalidToken("invalid exp claim"))?,
+        let exp = match value(reg.exp) {
+            None => return Err(Reject::InvalidToken("token has no exp claim")),
+            Some(v) => numeric_date(&v).ok_or(Reject::InvalidToken("invalid exp claim"))?,
         };
         if now > exp.saturating_add(leeway) {
             return Err(Reject::InvalidToken("token expired"));
         }
-        let nbf = optional_date(&raw, "nbf", "invalid nbf claim")?;
+        let nbf = optional_date(reg.nbf, "invalid nbf claim")?;
         if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
             return Err(Reject::InvalidToken("token not yet valid"));
         }
-        let iat = optional_date(&raw, "iat", "invalid iat claim")?;
+        let iat = optional_date(reg.iat, "invalid iat claim")?;
         if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
             return Err(Reject::InvalidToken("token issued in the future"));
         }
         if let Some(issuer) = &policy.issuer {
-            if raw.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+            let iss = reg
+                .iss
+                .and_then(|r| serde_json::from_str::<Cow<'_, str>>(r.get()).ok());
+            if iss.as_deref() != Some(issuer.as_str()) {
                 return Err(Reject::InvalidToken("invalid issuer"));
             }
         }
-        if !policy.audience.is_empty() && !audience_matches(raw.get("aud"), &policy.audience) {
+        if !policy.audience.is_empty()
+            && !audience_matches(value(reg.aud).as_ref(), &policy.audience)
+        {
             return Err(Reject::InvalidToken("invalid audience"));
         }
         // A logout token or a Security Event Token (RFC 8417) carries
         // `events`; an access token never does. Refused, so one can never
         // pass as the other.
-        if raw.contains_key("events") {
+        if reg.events {
             return Err(Reject::InvalidToken(
                 "a security event or logout token is not an access token",
             ));
@@ -108,11 +203,11 @@ impl Claims {
         if !policy.time.lifetime_ok(exp, iat, now) {
             return Err(LIFETIME_TOO_LONG);
         }
-        let sub = optional_string(&raw, "sub")?;
-        let jti = optional_string(&raw, "jti")?;
-        let sid = optional_string(&raw, "sid")?.filter(|s| !s.is_empty());
+        let sub = optional_string(reg.sub)?;
+        let jti = optional_string(reg.jti)?;
+        let sid = optional_string(reg.sid)?.filter(|s| !s.is_empty());
         let session = sid.as_deref().map(RevocationKey::from_sid);
-        let scopes = scopes(&raw);
+        let scopes = scopes(value(reg.scope).as_ref(), value(reg.scp).as_ref());
         let revocation = TokenKeys::for_token(jti.as_deref(), token);
         let fingerprint = match jti {
             Some(_) => None,
@@ -129,7 +224,7 @@ impl Claims {
             revocation,
             session,
             fingerprint,
-            raw,
+            raw: RawClaims::new(json),
         })
     }
 
@@ -158,7 +253,7 @@ impl Claims {
     /// a header value (control characters such as CR/LF; bytes above 0x7F,
     /// i.e. non-ASCII UTF-8, are passed on as they are).
     pub fn header_value(&self, claim: &str) -> Option<HeaderValue> {
-        let text = match self.raw.get(claim)? {
+        let text = match self.raw.map().get(claim)? {
             Value::Null => return None,
             Value::String(s) => return HeaderValue::from_bytes(s.as_bytes()).ok(),
             Value::Array(items) if items.iter().all(Value::is_string) => items
@@ -185,24 +280,19 @@ fn numeric_date(value: &Value) -> Option<u64> {
     }
 }
 
-fn optional_date(
-    raw: &Map<String, Value>,
-    name: &str,
-    invalid: &'static str,
-) -> Result<Option<u64>, Reject> {
-    match raw.get(name) {
+fn optional_date(raw: Option<&RawValue>, invalid: &'static str) -> Result<Option<u64>, Reject> {
+    match value(raw) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => numeric_date(v)
+        Some(v) => numeric_date(&v)
             .map(Some)
             .ok_or(Reject::InvalidToken(invalid)),
     }
 }
 
-fn optional_string(raw: &Map<String, Value>, name: &str) -> Result<Option<String>, Reject> {
-    match raw.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(MALFORMED_CLAIMS),
+fn optional_string(raw: Option<&RawValue>) -> Result<Option<String>, Reject> {
+    match raw {
+        None => Ok(None),
+        Some(r) => serde_json::from_str::<Option<String>>(r.get()).map_err(|_| MALFORMED_CLAIMS),
     }
 }
 
@@ -216,9 +306,9 @@ fn audience_matches(aud: Option<&Value>, accepted: &[String]) -> bool {
     }
 }
 
-fn scopes(raw: &Map<String, Value>) -> Vec<String> {
+fn scopes(scope: Option<&Value>, scp: Option<&Value>) -> Vec<String> {
     let split = |s: &str| s.split_ascii_whitespace().map(str::to_string).collect();
-    match (raw.get("scope"), raw.get("scp")) {
+    match (scope, scp) {
         (Some(Value::String(s)), _) => split(s),
         (_, Some(Value::String(s))) => split(s),
         (Some(Value::Array(items)), _) | (_, Some(Value::Array(items))) => items
@@ -253,10 +343,7 @@ mod tests {
     }
 
     fn check(v: Value) -> Result<Claims, Reject> {
-        let Value::Object(map) = v else {
-            panic!("not an object")
-        };
-        Claims::check(map, "tok", &policy(), NOW)
+        Claims::check(v.to_string(), "tok", &policy(), NOW)
     }
 
     fn with(key: &str, value: Value) -> Value {
@@ -344,10 +431,8 @@ mod tests {
             issuer: None,
             audience: vec![],
         };
-        let Value::Object(map) = json!({"exp": NOW, "aud": "anything"}) else {
-            unreachable!()
-        };
-        assert!(Claims::check(map, "t", &open, NOW).is_ok());
+        let json = json!({"exp": NOW, "aud": "anything"}).to_string();
+        assert!(Claims::check(json, "t", &open, NOW).is_ok());
     }
 
     #[test]
@@ -384,6 +469,56 @@ mod tests {
         assert!(c.has_scopes(&[]));
         let c = check(with("scope", json!(42))).expect("valid");
         assert!(c.scopes.is_empty());
+    }
+
+    /// The registered claims are read from the payload's text without
+    /// building a map: the shapes that could read differently from the map
+    /// the checks used before.
+    #[test]
+    fn payload_text_reads_as_the_map_did() {
+        let policy = policy();
+        let run = |json: &str| reason(Claims::check(json.to_string(), "tok", &policy, NOW));
+        let exp = NOW + 60;
+        // An escaped member name is the same name.
+        let escaped = format!(r#"{{"\u0065xp":{exp},"iss":"https://idp.example","aud":"api"}}"#);
+        assert_eq!(run(&escaped), "ok");
+        // A claims set is an object: not an array read member by position.
+        assert_eq!(run(&format!("[{exp},null,null]")), "malformed token");
+        assert_eq!(run("\"text\""), "malformed token");
+        // A registered claim named twice: refused, never read as one of them.
+        let twice = format!(
+            r#"{{"exp":{exp},"iss":"https://idp.example","aud":"api","sub":"a","sub":"b"}}"#
+        );
+        assert_eq!(run(&twice), "malformed token");
+        // `events` present, even as null: not an access token.
+        let events =
+            format!(r#"{{"exp":{exp},"iss":"https://idp.example","aud":"api","events":null}}"#);
+        assert_eq!(
+            run(&events),
+            "a security event or logout token is not an access token"
+        );
+        // null reads as absent, as before.
+        let nulls = format!(
+            r#"{{"exp":{exp},"iss":"https://idp.example","aud":"api","sub":null,"nbf":null}}"#
+        );
+        assert_eq!(run(&nulls), "ok");
+        assert_eq!(
+            run(r#"{"exp":null,"iss":"https://idp.example","aud":"api"}"#),
+            "token has no exp claim"
+        );
+        // Every other member is there by name, parsed when asked for.
+        let c = Claims::check(
+            format!(r#"{{"exp":{exp},"iss":"https://idp.example","aud":"api","tier":3}}"#),
+            "tok",
+            &policy,
+            NOW,
+        )
+        .expect("valid");
+        assert_eq!(c.raw.map().get("tier"), Some(&json!(3)));
+        assert_eq!(
+            c.header_value("tier").map(|v| v.as_bytes().to_vec()),
+            Some(b"3".to_vec())
+        );
     }
 
     #[test]

@@ -417,7 +417,7 @@ fn claims(token: &str, jti: Option<&str>, sub: &str, iat: Option<u64>, exp: u64)
         revocation: TokenKeys::for_token(jti, token),
         session: None,
         fingerprint: None,
-        raw: serde_json::Map::new(),
+        raw: Default::default(),
     }
 }
 
