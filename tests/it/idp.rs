@@ -12,6 +12,7 @@ use revgate::idp::{
     RISC_CREDENTIAL_COMPROMISE,
 };
 use revgate::revocation::redis::testing::RedisServer;
+use revgate::revocation::RevocationKey;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -702,20 +703,10 @@ async fn backchannel_logout_on_one_replica_is_refused_by_the_other() {
     let up = Upstream::echo("up").await;
     let revocation = format!("store = \"redis\"\nredis_url = \"{}\"", redis.url());
     let cfg = config(&idp, &up.url(), &revocation, "");
-    let ready = |gw: &Gateway| {
-        let url = gw.admin_url("/readyz");
-        async move {
-            eventually("replica ready", Duration::from_secs(15), || {
-                let url = url.clone();
-                async move { get(&url, &[]).await.status == StatusCode::OK }
-            })
-            .await;
-        }
-    };
     let a = Gateway::start(&cfg).await;
-    ready(&a).await;
+    wait_readyz(&a, StatusCode::OK).await;
     let b = Gateway::start(&cfg).await;
-    ready(&b).await;
+    wait_readyz(&b, StatusCode::OK).await;
     let sid = unique("sid");
     let t = idp.access_token("leo", Some(&sid));
     assert_eq!(status(&b, &t).await, StatusCode::OK);
@@ -743,10 +734,186 @@ async fn backchannel_logout_on_one_replica_is_refused_by_the_other() {
         || async move { written_back(on_a).await + written_back(on_b).await >= 1 },
     )
     .await;
-    ready(&a).await;
+    wait_readyz(&a, StatusCode::OK).await;
     let late = Gateway::start(&cfg).await;
-    ready(&late).await;
+    wait_readyz(&late, StatusCode::OK).await;
     assert_eq!(status(&late, &t).await, StatusCode::UNAUTHORIZED);
+}
+
+/// Waits until `gw`'s `/readyz` answers `want` (with `store = "redis"`,
+/// 200: connected to Redis and caught up).
+async fn wait_readyz(gw: &Gateway, want: StatusCode) {
+    let url = gw.admin_url("/readyz");
+    eventually(
+        &format!("/readyz answers {want}"),
+        Duration::from_secs(15),
+        || {
+            let url = url.clone();
+            async move { get(&url, &[]).await.status == want }
+        },
+    )
+    .await;
+}
+
+/// The key prefix of the tests below that read Redis themselves.
+const REDIS_PREFIX: &str = "idp-test:";
+
+/// A gateway's config on the shared store `redis`, keys under
+/// [`REDIS_PREFIX`], with this `on_store_down`.
+fn redis_config(idp: &FakeIdp, up: &Upstream, redis: &RedisServer, on_down: &str) -> String {
+    let revocation = format!(
+        "store = \"redis\"\nredis_url = \"{}\"\nredis_prefix = \"{REDIS_PREFIX}\"\non_store_down = \"{on_down}\"",
+        redis.url()
+    );
+    config(idp, &up.url(), &revocation, "")
+}
+
+/// The Redis key of the revocation of session `sid`:
+/// `{prefix}rev:{key as 32 hex}` (`src/revocation/redis/codec.rs`).
+fn session_key(sid: &str) -> String {
+    format!("{REDIS_PREFIX}rev:{}", RevocationKey::from_sid(sid))
+}
+
+/// The session record in Redis (its value, the expiry in UNIX seconds) and
+/// the change log's last entry (`[field, value, ...]`), read at once.
+fn read_redis(conn: &mut redis::Connection, sid: &str) -> (Option<String>, Vec<String>) {
+    let record: Option<String> = redis::cmd("GET")
+        .arg(session_key(sid))
+        .query(conn)
+        .expect("GET");
+    let last: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+        .arg(format!("{REDIS_PREFIX}log"))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query(conn)
+        .expect("XREVRANGE");
+    (
+        record,
+        last.into_iter().next().map(|(_, f)| f).unwrap_or_default(),
+    )
+}
+
+/// How long Redis holds back writes while a logout is delivered: well
+/// under the gateway's 1 s Redis response timeout.
+const WRITE_PAUSE_MS: u64 = 300;
+
+/// With `store = "redis"` the 200 to a back-channel logout means the
+/// session is already in Redis: read straight from Redis the moment the
+/// answer arrives (no waiting, no retry), the record and its change-log
+/// entry are there. Redis holds back every write (`CLIENT PAUSE .. WRITE`,
+/// reads go on) while the logout is delivered, so a 200 sent before the
+/// write completed would find nothing, however fast the write usually is.
+/// The same gateway then refuses the session's tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backchannel_logout_answers_200_only_once_the_session_is_in_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&redis_config(&idp, &up, &redis, "deny")).await;
+    wait_readyz(&gw, StatusCode::OK).await;
+    let sid = unique("sid");
+    let t = idp.access_token("mia", Some(&sid));
+    assert_eq!(status(&gw, &t).await, StatusCode::OK);
+    let mut conn = redis.connection();
+    assert_eq!(read_redis(&mut conn, &sid).0, None, "not revoked yet");
+
+    let lt = idp.sign(Some("logout+jwt"), &logout_claims(Some("mia"), Some(&sid)));
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(WRITE_PAUSE_MS)
+        .arg("WRITE")
+        .query(&mut conn)
+        .expect("CLIENT PAUSE");
+    let got = backchannel_logout(&gw, &lt).await;
+    let (record, last_change) = read_redis(&mut conn, &sid);
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    assert_eq!(got.header("cache-control"), "no-store");
+    let record = record.unwrap_or_else(|| {
+        panic!(
+            "200 answered before the session was in Redis ({} absent)",
+            session_key(&sid)
+        )
+    });
+    let expires_at: u64 = record.parse().expect("the record is its expiry");
+    assert!(expires_at > now(), "{expires_at}");
+    let hex = RevocationKey::from_sid(&sid).to_string();
+    let expires_at = expires_at.to_string();
+    assert_eq!(
+        last_change,
+        ["t", "r", "k", &hex, "e", &expires_at],
+        "the change log's last entry is the session's revocation"
+    );
+
+    let got = get_with(&gw.url("/api/x"), &t).await;
+    assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{}", got.body);
+    assert_eq!(got.json()["error_description"], "token revoked");
+}
+
+/// While Redis is down a back-channel logout is not acknowledged: 503
+/// `temporarily_unavailable` with `Retry-After` and `Cache-Control:
+/// no-store`, as docs/reference.md documents, so the identity provider
+/// retries. Both ways to it: with `on_store_down = "deny"` the gateway
+/// refuses before trying (it knows Redis is down); with `"allow"` it tries
+/// the write, which fails, and revokes nothing, not even in its own memory.
+/// The identity provider's retry of that logout token once Redis is back is
+/// acted on (never refused as a replay) and is in Redis when 200 arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backchannel_logout_answers_503_while_redis_is_down() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let idp = FakeIdp::start().await;
+    let up = Upstream::echo("up").await;
+    let deny = Gateway::start(&redis_config(&idp, &up, &redis, "deny")).await;
+    let allow = Gateway::start(&redis_config(&idp, &up, &redis, "allow")).await;
+    for gw in [&deny, &allow] {
+        wait_readyz(gw, StatusCode::OK).await;
+    }
+    let sid = unique("sid");
+    let t = idp.access_token("noah", Some(&sid));
+    let lt = idp.sign(Some("logout+jwt"), &logout_claims(Some("noah"), Some(&sid)));
+
+    redis.kill();
+    for gw in [&deny, &allow] {
+        // Each has seen Redis go: the "deny" gate is closed, and "allow"
+        // gets past it only to fail the write.
+        wait_readyz(gw, StatusCode::SERVICE_UNAVAILABLE).await;
+        let got = backchannel_logout(gw, &lt).await;
+        assert_eq!(got.status, StatusCode::SERVICE_UNAVAILABLE, "{}", got.body);
+        assert_eq!(got.header("cache-control"), "no-store");
+        assert_eq!(got.header("retry-after"), "1");
+        assert_eq!(got.json()["error"], "temporarily_unavailable");
+    }
+    let metrics = get(&allow.admin_url("/metrics"), &[]).await.body;
+    assert!(
+        metrics.contains(
+            "revgate_idp_events_total{endpoint=\"backchannel_logout\",result=\"unavailable\"} 1\n"
+        ),
+        "the write was tried and failed: {metrics}"
+    );
+    assert_eq!(status(&allow, &t).await, StatusCode::OK, "nothing revoked");
+
+    redis.restart_empty();
+    wait_readyz(&allow, StatusCode::OK).await;
+    // The identity provider retries until acknowledged: 503 while the
+    // gateway reconnects its writer, never 400 (a replay).
+    let end = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = backchannel_logout(&allow, &lt).await;
+        if got.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(got.status, StatusCode::SERVICE_UNAVAILABLE, "{}", got.body);
+        assert!(std::time::Instant::now() < end, "no 200 within 15 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut conn = redis.connection();
+    assert!(read_redis(&mut conn, &sid).0.is_some(), "in Redis");
+    assert_eq!(status(&allow, &t).await, StatusCode::UNAUTHORIZED);
 }
 
 /// `revgate_store_written_back_total` of a replica's metrics page.
