@@ -63,6 +63,7 @@ fn config(alg: Algorithm, cache_capacity: u64) -> JwtConfig {
         cache_capacity,
         cache_max_bytes: revgate::config::DEFAULT_TOKEN_CACHE_MAX_BYTES,
         cache_max_token_bytes: 4096,
+        forward_claims: false,
     }
 }
 

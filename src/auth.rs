@@ -63,6 +63,9 @@ pub struct Authenticator {
     keys: PublicKeys,
     policy: ClaimPolicy,
     cache: Option<TokenCache>,
+    /// Some route forwards claims: build each token's claims map at
+    /// verification, before the cache weighs the entry.
+    claim_map: bool,
 }
 
 /// Where the public keys come from.
@@ -145,6 +148,7 @@ impl Authenticator {
                 audience: cfg.audience.clone(),
             },
             cache,
+            claim_map: cfg.forward_claims,
         }))
     }
 
@@ -222,6 +226,9 @@ impl Authenticator {
         }
         let json = self.verify_payload(token).await?;
         let claims = Arc::new(Claims::check(json, token, &self.policy, now)?);
+        if self.claim_map {
+            claims.raw.map();
+        }
         if let Some(cache) = &self.cache {
             cache.insert(token, &claims, now);
         }

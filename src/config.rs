@@ -294,6 +294,10 @@ pub struct JwtConfig {
     pub cache_max_bytes: u64,
     /// Tokens longer than this (bytes) are never cached.
     pub cache_max_token_bytes: usize,
+    /// Some route forwards claims (`forward_claims`): verification then
+    /// builds each token's claims map before caching it, so the cache
+    /// weighs it. Derived from the routes, not a key of its own.
+    pub forward_claims: bool,
 }
 
 /// Which revocation store backs the in-memory blocklist.
@@ -499,7 +503,7 @@ impl Config {
         let backchannel_audience = idp::backchannel_audience(
             raw.jwt.as_mut().and_then(|j| j.backchannel_audience.take()),
         )?;
-        let jwt = raw.jwt.map(|j| jwt(j, secrets)).transpose()?;
+        let mut jwt = raw.jwt.map(|j| jwt(j, secrets)).transpose()?;
         let events = raw
             .events
             .map(|e| idp::events(e, jwt.as_ref(), secrets))
@@ -513,6 +517,9 @@ impl Config {
             .enumerate()
             .map(|(i, r)| route(i, r, &server))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(jwt) = &mut jwt {
+            jwt.forward_claims = routes.iter().any(|r| !r.forward_claims.is_empty());
+        }
         let config = Config {
             server,
             admin,
@@ -1035,6 +1042,7 @@ fn jwt(raw: RawJwt, secrets: Secrets) -> Result<JwtConfig, ConfigError> {
         cache_capacity: raw.cache_capacity.unwrap_or(DEFAULT_TOKEN_CACHE_CAPACITY),
         cache_max_bytes,
         cache_max_token_bytes: usize::try_from(cache_max_token_bytes).unwrap_or(usize::MAX),
+        forward_claims: false,
     })
 }
 

@@ -17,13 +17,11 @@
 //! cached at all (as Envoy's `jwt_max_token_size`): a few huge tokens cannot
 //! push out many ordinary ones.
 
-use super::claims::Claims;
+use super::claims::{Claims, RawClaims};
 use crate::revocation::{Clock, SystemClock};
 use moka::sync::Cache;
 use moka::Expiry;
-#[cfg(test)]
-use serde_json::Map;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,6 +56,9 @@ const ENTRY_OVERHEAD: usize = 256;
 const MEMBER_OVERHEAD: usize = (size_of::<String>() + size_of::<Value>()) * 10 / 7 + 16;
 /// An allocator's header and rounding per heap block.
 const ALLOC_OVERHEAD: usize = 16;
+/// One B-tree node of a `serde_json` map: 11 key and value slots, its
+/// length and parent link, the allocator's header.
+const NODE_BYTES: usize = 11 * (size_of::<String>() + size_of::<Value>()) + 16 + ALLOC_OVERHEAD;
 
 /// The estimated bytes an entry holds: the token (the key), the claims and
 /// everything they own, moka's bookkeeping.
@@ -86,42 +87,23 @@ pub(crate) fn entry_bytes(token: &str, claims: &Claims) -> usize {
         + strings
         + scopes
         + fingerprint
-        + claims_text_bytes(claims.raw.json())
+        + claims_bytes(&claims.raw)
 }
 
-/// The payload's JSON text, and room for the map a `forward_claims` route
-/// may parse it into later ([`RawClaims::map`](crate::auth::RawClaims::map)), counted from the text in one
-/// pass so that it is an upper bound whatever the claims' shape: every
-/// member of an object has one `:` (a colon inside a string only adds to
-/// the estimate), every array element at most one `,` before it, every
-/// string two `"`; the map's strings hold at most the text's bytes.
-/// `a_map_never_outweighs_its_estimate` checks it against [`object_bytes`].
-fn claims_text_bytes(json: &str) -> usize {
-    let (mut colons, mut commas, mut quotes) = (0usize, 0usize, 0usize);
-    for b in json.bytes() {
-        match b {
-            b':' => colons += 1,
-            b',' => commas += 1,
-            b'"' => quotes += 1,
-            _ => {}
-        }
-    }
-    2 * json.len()
-        + ALLOC_OVERHEAD
-        + colons * MEMBER_OVERHEAD
-        + (commas + 1) * size_of::<Value>()
-        + (quotes / 2) * ALLOC_OVERHEAD
+/// The payload's JSON text and, when verification built it (some route
+/// forwards claims), its claims map. Without such a route nothing builds
+/// the map while the token is cached.
+fn claims_bytes(raw: &RawClaims) -> usize {
+    raw.json().len() + ALLOC_OVERHEAD + raw.built_map().map_or(0, object_bytes)
 }
 
-#[cfg(test)]
 fn object_bytes(map: &Map<String, Value>) -> usize {
-    map.iter()
-        .map(|(k, v)| MEMBER_OVERHEAD + k.capacity() + value_bytes(v))
-        .sum()
+    let members: usize = map.iter().map(|(k, v)| k.capacity() + value_bytes(v)).sum();
+    // A map of up to 11 members is one whole B-tree leaf, however few.
+    members + (map.len() * MEMBER_OVERHEAD).max(NODE_BYTES)
 }
 
 /// Heap bytes a JSON value owns beyond its own `Value` slot.
-#[cfg(test)]
 fn value_bytes(value: &Value) -> usize {
     match value {
         Value::Null | Value::Bool(_) | Value::Number(_) => 0,
@@ -338,40 +320,20 @@ mod tests {
 
     /// The estimate grows with what the claims hold: a padded claim and
     /// long strings weigh their bytes.
-    /// The estimate made from the payload's text is never below what the
-    /// parsed map holds, for ordinary claims and for shapes built to make
-    /// the map large against its text (many one-letter members, arrays of
-    /// small numbers, nested objects, empty strings, colons in strings).
+    /// A claims map built at verification (a route forwards claims) is
+    /// weighed with its entry, a one-member map as a whole B-tree node.
     #[test]
-    fn a_map_never_outweighs_its_estimate() {
-        let many_members = (0..500)
-            .map(|i| {
-                format!(
-                    "\"{}\":{}",
-                    char::from(b'a' + (i % 26) as u8).to_string() + &i.to_string(),
-                    i % 10
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(",");
-        let numbers = (0..1000)
-            .map(|i| (i % 10).to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        let empties = (0..500).map(|_| "\"\"").collect::<Vec<_>>().join(",");
-        for json in [
-            r#"{"exp":1700000000,"sub":"alice","iss":"https://idp.example","aud":"api","jti":"j1","scope":"a b c"}"#.to_string(),
-            format!("{{{many_members}}}"),
-            format!(r#"{{"exp":1,"n":[{numbers}]}}"#),
-            format!(r#"{{"exp":1,"e":[{empties}]}}"#),
-            r#"{"exp":1,"o":{"a":{"b":{"c":{"d":[{},{},[],[[]]]}}}},"s":"::::"}"#.to_string(),
-            r#"{}"#.to_string(),
-        ] {
-            let map: Map<String, Value> = serde_json::from_str(&json).expect("valid");
-            let real = json.len() + object_bytes(&map);
-            let estimate = claims_text_bytes(&json);
-            assert!(estimate >= real, "{estimate} < {real} for {}", &json[..json.len().min(60)]);
-        }
+    fn a_built_claims_map_is_weighed() {
+        let claims = big_claims(0, 10);
+        let without = entry_bytes("t", &claims);
+        claims.raw.map();
+        let with = entry_bytes("t", &claims);
+        assert!(
+            with >= without + NODE_BYTES,
+            "{with} < {without} + {NODE_BYTES}"
+        );
+        let one: Map<String, Value> = serde_json::from_str(r#"{"a":0}"#).expect("valid");
+        assert!(object_bytes(&one) >= NODE_BYTES);
     }
 
     #[test]

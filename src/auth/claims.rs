@@ -87,6 +87,11 @@ impl RawClaims {
             .get_or_init(|| serde_json::from_str(&self.json).unwrap_or_default())
     }
 
+    /// The map, if something has built it.
+    pub(crate) fn built_map(&self) -> Option<&Map<String, Value>> {
+        self.map.get()
+    }
+
     /// The payload's JSON text.
     pub fn json(&self) -> &str {
         &self.json
@@ -131,9 +136,64 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 /// A member's JSON text as a `Value` (numbers and literals allocate
-/// nothing).
-fn value(raw: Option<&RawValue>) -> Option<Value> {
-    raw.and_then(|r| serde_json::from_str(r.get()).ok())
+/// nothing); a text that does not parse makes the token malformed, never
+/// an absent claim.
+fn value(raw: Option<&RawValue>) -> Result<Option<Value>, Reject> {
+    raw.map(|r| serde_json::from_str(r.get()))
+        .transpose()
+        .map_err(|_| crate::auth::MALFORMED_TOKEN)
+}
+
+/// Any JSON value, accepted exactly where parsing it into a
+/// `serde_json::Value` would be (numbers within an `f64`, `\u` escapes
+/// paired, nesting within serde_json's limit), keeping nothing. Skipping
+/// members (`IgnoredAny`, `RawValue`) checks less than that, so the whole
+/// payload passes through this first: a payload the claims map could not
+/// hold is malformed, as it was when the map was built for every token.
+struct Valid;
+
+impl<'de> Deserialize<'de> for Valid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValidVisitor)
+    }
+}
+
+struct ValidVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValidVisitor {
+    type Value = Valid;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_unit<E>(self) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Valid, A::Error> {
+        while seq.next_element::<Valid>()?.is_some() {}
+        Ok(Valid)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
+        while map.next_key::<Valid>()?.is_some() {
+            map.next_value::<Valid>()?;
+        }
+        Ok(Valid)
+    }
 }
 
 const MALFORMED_CLAIMS: Reject = Reject::InvalidToken("malformed token claims");
@@ -159,10 +219,11 @@ impl Claims {
         if !json.trim_start().starts_with('{') {
             return Err(crate::auth::MALFORMED_TOKEN);
         }
+        serde_json::from_str::<Valid>(&json).map_err(|_| crate::auth::MALFORMED_TOKEN)?;
         let reg: Registered =
             serde_json::from_str(&json).map_err(|_| crate::auth::MALFORMED_TOKEN)?;
         let leeway = policy.time.leeway;
-        let exp = match value(reg.exp) {
+        let exp = match value(reg.exp)? {
             None => return Err(Reject::InvalidToken("token has no exp claim")),
             Some(v) => numeric_date(&v).ok_or(Reject::InvalidToken("invalid exp claim"))?,
         };
@@ -186,7 +247,7 @@ impl Claims {
             }
         }
         if !policy.audience.is_empty()
-            && !audience_matches(value(reg.aud).as_ref(), &policy.audience)
+            && !audience_matches(value(reg.aud)?.as_ref(), &policy.audience)
         {
             return Err(Reject::InvalidToken("invalid audience"));
         }
@@ -207,7 +268,7 @@ impl Claims {
         let jti = optional_string(reg.jti)?;
         let sid = optional_string(reg.sid)?.filter(|s| !s.is_empty());
         let session = sid.as_deref().map(RevocationKey::from_sid);
-        let scopes = scopes(value(reg.scope).as_ref(), value(reg.scp).as_ref());
+        let scopes = scopes(value(reg.scope)?.as_ref(), value(reg.scp)?.as_ref());
         let revocation = TokenKeys::for_token(jti.as_deref(), token);
         let fingerprint = match jti {
             Some(_) => None,
@@ -281,7 +342,7 @@ fn numeric_date(value: &Value) -> Option<u64> {
 }
 
 fn optional_date(raw: Option<&RawValue>, invalid: &'static str) -> Result<Option<u64>, Reject> {
-    match value(raw) {
+    match value(raw)? {
         None | Some(Value::Null) => Ok(None),
         Some(v) => numeric_date(&v)
             .map(Some)
@@ -497,6 +558,34 @@ mod tests {
             run(&events),
             "a security event or logout token is not an access token"
         );
+        // What a claims map could not hold is malformed, wherever it is:
+        // a number beyond an f64, a lone surrogate escape, nesting past
+        // serde_json's limit. Never a claim read as absent (an `nbf`
+        // skipped, a `scope` falling back to `scp`).
+        let base = format!(r#""exp":{exp},"iss":"https://idp.example","aud":"api""#);
+        let deep = format!("{}1{}", "[".repeat(130), "]".repeat(130));
+        let huge = "9".repeat(400);
+        for extra in [
+            r#""nbf":1e400"#.to_string(),
+            r#""iat":-1e400"#.to_string(),
+            format!(r#""nbf":{huge}0e9999"#),
+            r#""nbf":["\ud800"]"#.to_string(),
+            r#""scope":"read \ud800","scp":"admin""#.to_string(),
+            r#""name":"\ud800""#.to_string(),
+            r#""x":1e400"#.to_string(),
+            format!(r#""nbf":{deep}"#),
+            format!(r#""profile":{deep}"#),
+        ] {
+            assert_eq!(
+                run(&format!("{{{base},{extra}}}")),
+                "malformed token",
+                "{extra}"
+            );
+        }
+        assert_eq!(run(&format!(r#"{{{base},"x":{huge}}}"#)), "malformed token");
+        // A long integer that an f64 holds is a number, as the map read it.
+        let long = "9".repeat(300);
+        assert_eq!(run(&format!(r#"{{{base},"x":{long}}}"#)), "ok");
         // null reads as absent, as before.
         let nulls = format!(
             r#"{{"exp":{exp},"iss":"https://idp.example","aud":"api","sub":null,"nbf":null}}"#

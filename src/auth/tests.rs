@@ -56,6 +56,7 @@ pub(super) fn config(algorithms: &[Algorithm]) -> JwtConfig {
         cache_capacity: 0,
         cache_max_bytes: crate::config::DEFAULT_TOKEN_CACHE_MAX_BYTES,
         cache_max_token_bytes: 4096,
+        forward_claims: false,
     }
 }
 
@@ -294,6 +295,23 @@ async fn key_loading_failures_name_the_key() {
     })
     .await;
     assert!(e.starts_with("jwt.jwks_file:") && e.contains("JSON"), "{e}");
+}
+
+/// With a route forwarding claims, the claims map is built at
+/// verification, before the token cache weighs the entry; without one,
+/// nothing builds it.
+#[tokio::test]
+async fn the_claims_map_is_built_before_caching_only_when_claims_are_forwarded() {
+    let req = MintRequest::new("alice");
+    for forward_claims in [false, true] {
+        let cfg = JwtConfig {
+            forward_claims,
+            ..hmac_config()
+        };
+        let t = mint(&cfg, &req).expect("mint");
+        let c = auth(&cfg).await.verify(&t).await.expect("verifies");
+        assert_eq!(c.raw.built_map().is_some(), forward_claims);
+    }
 }
 
 #[tokio::test]

@@ -367,3 +367,20 @@ fn connection_time_bounds_and_underscore_mode() {
         &["server.underscores_in_headers", "\"keep\"", "drop"],
     );
 }
+
+/// Whether verification builds each token's claims map before caching
+/// it follows from the routes: some route forwards claims.
+#[test]
+fn forward_claims_on_any_route_is_known_to_jwt() {
+    let jwt =
+        "[jwt]\nalgorithms = [\"HS256\"]\nhmac_secret = \"0123456789abcdef0123456789abcdef\"\n";
+    let plain = Config::from_toml(&format!("{jwt}{ROUTE}"), "t").expect("valid");
+    assert!(!plain.jwt.as_ref().is_some_and(|j| j.forward_claims));
+    let route = ROUTE.replace("auth = \"none\"", "auth = \"required\"");
+    let forwarding = Config::from_toml(
+        &format!("{jwt}{route}forward_claims = {{ sub = \"x-auth-subject\" }}\n"),
+        "t",
+    )
+    .expect("valid");
+    assert!(forwarding.jwt.as_ref().is_some_and(|j| j.forward_claims));
+}
