@@ -637,3 +637,145 @@ mod tests {
         assert_eq!(h("utf8"), Some("José".as_bytes().to_vec()));
     }
 }
+
+/// Differential: the claims read from the payload's text give the same
+/// verdict and the same values as the map the checks read before, for
+/// payloads without repeated members (a repeated registered claim is now
+/// refused; the map kept the last one).
+#[cfg(test)]
+mod differential {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn policy(configured: bool) -> ClaimPolicy {
+        ClaimPolicy {
+            time: Policy {
+                leeway: 30,
+                max_token_lifetime: 3600,
+            },
+            issuer: configured.then(|| "https://idp.example".into()),
+            audience: if configured {
+                vec!["api".into()]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    type Read = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        u64,
+        Option<u64>,
+        Option<u64>,
+        Vec<String>,
+    );
+
+    /// The checks as they were over a `serde_json` map.
+    fn via_map(raw: &Map<String, Value>, policy: &ClaimPolicy) -> Result<Read, &'static str> {
+        let now = NOW;
+        let leeway = policy.time.leeway;
+        let date = |name: &str, invalid: &'static str| match raw.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => numeric_date(v).map(Some).ok_or(invalid),
+        };
+        let string = |name: &str| match raw.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err("malformed token claims"),
+        };
+        let exp = match raw.get("exp") {
+            None | Some(Value::Null) => return Err("token has no exp claim"),
+            Some(v) => numeric_date(v).ok_or("invalid exp claim")?,
+        };
+        if now > exp.saturating_add(leeway) {
+            return Err("token expired");
+        }
+        let nbf = date("nbf", "invalid nbf claim")?;
+        if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+            return Err("token not yet valid");
+        }
+        let iat = date("iat", "invalid iat claim")?;
+        if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+            return Err("token issued in the future");
+        }
+        if let Some(issuer) = &policy.issuer {
+            if raw.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+                return Err("invalid issuer");
+            }
+        }
+        if !policy.audience.is_empty() && !audience_matches(raw.get("aud"), &policy.audience) {
+            return Err("invalid audience");
+        }
+        if raw.contains_key("events") {
+            return Err("a security event or logout token is not an access token");
+        }
+        if !policy.time.lifetime_ok(exp, iat, now) {
+            return Err("token lifetime exceeds max_token_lifetime");
+        }
+        let sub = string("sub")?;
+        let jti = string("jti")?;
+        let sid = string("sid")?.filter(|s| !s.is_empty());
+        let scopes = scopes(raw.get("scope"), raw.get("scp"));
+        Ok((sub, jti, sid, exp, nbf, iat, scopes))
+    }
+
+    fn via_text(json: String, policy: &ClaimPolicy) -> Result<Read, &'static str> {
+        match Claims::check(json, "tok", policy, NOW) {
+            Ok(c) => Ok((c.sub, c.jti, c.sid, c.exp, c.nbf, c.iat, c.scopes)),
+            Err(Reject::InvalidToken(d)) => Err(d),
+            Err(_) => Err("other"),
+        }
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            (NOW - 120..NOW + 120).prop_map(|n| json!(n)),
+            (NOW - 4000..NOW + 4000).prop_map(|n| json!(n as f64 + 0.5)),
+            Just(json!(-5)),
+            Just(json!(1e300)),
+            Just(Value::Null),
+            Just(json!(true)),
+            Just(json!("https://idp.example")),
+            Just(json!("api")),
+            Just(json!("a b\tc")),
+            Just(json!("")),
+            Just(json!("caf\u{e9} \"q\" \\")),
+            Just(json!(["api", "web"])),
+            Just(json!(["x", 1, null])),
+            Just(json!([])),
+            Just(json!({"k": [1, {"n": null}]})),
+        ]
+    }
+
+    const NAMES: [&str; 13] = [
+        "exp", "nbf", "iat", "iss", "aud", "sub", "jti", "sid", "scope", "scp", "events", "tier",
+        "EXP",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        #[test]
+        fn text_and_map_agree(
+            members in proptest::collection::vec((0..NAMES.len(), value()), 0..6),
+            configured in any::<bool>(),
+        ) {
+            // Mostly valid tokens, so that the later checks and readings
+            // are reached; the members drawn replace or add to these.
+            let mut map = Map::new();
+            map.insert("exp".into(), json!(NOW + 60));
+            map.insert("iss".into(), json!("https://idp.example"));
+            map.insert("aud".into(), json!("api"));
+            for (i, v) in members {
+                map.insert(NAMES[i].to_string(), v);
+            }
+            let policy = policy(configured);
+            let json = Value::Object(map.clone()).to_string();
+            prop_assert_eq!(via_text(json.clone(), &policy), via_map(&map, &policy), "{}", json);
+        }
+    }
+}
