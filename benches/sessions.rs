@@ -40,6 +40,7 @@ fn claims(jti: &str, sid: Option<&str>) -> Claims {
         revocation: TokenKeys::from(RevocationKey::from_jti(jti)),
         session: sid.map(RevocationKey::from_sid),
         fingerprint: None,
+        log_plain: true,
         raw: Default::default(),
     }
 }

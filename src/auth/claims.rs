@@ -55,6 +55,9 @@ pub struct Claims {
     /// How logs name a token without `jti`: the first 12 hex digits of its
     /// SHA-256 (never the token). `None` when the token has a `jti`.
     pub fingerprint: Option<Box<str>>,
+    /// `sub` and the log id (`jti`, else the fingerprint) need no escape
+    /// in an access-log line: checked once here, not for every line.
+    pub log_plain: bool,
     /// Every claim as sent: the payload's JSON text, parsed into a map
     /// only when something reads a claim by name ([`RawClaims::map`]).
     pub raw: RawClaims,
@@ -270,6 +273,8 @@ impl Claims {
         let session = sid.as_deref().map(RevocationKey::from_sid);
         let scopes = scopes(value(reg.scope)?.as_ref(), value(reg.scp)?.as_ref());
         let revocation = TokenKeys::for_token(jti.as_deref(), token);
+        let plain = crate::telemetry::access_log::is_plain;
+        let log_plain = sub.as_deref().is_none_or(plain) && jti.as_deref().is_none_or(plain);
         let fingerprint = match jti {
             Some(_) => None,
             None => Some(crate::revocation::token_fingerprint(token).into_boxed_str()),
@@ -285,6 +290,7 @@ impl Claims {
             revocation,
             session,
             fingerprint,
+            log_plain,
             raw: RawClaims::new(json),
         })
     }
@@ -608,6 +614,18 @@ mod tests {
             c.header_value("tier").map(|v| v.as_bytes().to_vec()),
             Some(b"3".to_vec())
         );
+    }
+
+    /// Whether the access log may write `sub` and the log id as they are
+    /// is decided once, here.
+    #[test]
+    fn log_plain_is_false_when_sub_or_jti_needs_escaping() {
+        assert!(check(with("jti", json!("j1"))).expect("valid").log_plain);
+        assert!(check(base()).expect("valid").log_plain, "fingerprint: hex");
+        for (key, value) in [("sub", "a\"b"), ("sub", "caf\u{e9}"), ("jti", "j\n1")] {
+            let c = check(with(key, json!(value))).expect("valid");
+            assert!(!c.log_plain, "{key} {value:?}");
+        }
     }
 
     #[test]

@@ -417,6 +417,7 @@ fn claims(token: &str, jti: Option<&str>, sub: &str, iat: Option<u64>, exp: u64)
         revocation: TokenKeys::for_token(jti, token),
         session: None,
         fingerprint: None,
+        log_plain: true,
         raw: Default::default(),
     }
 }

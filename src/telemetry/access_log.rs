@@ -161,7 +161,7 @@ impl AccessLog {
             format: config.format,
             shared: shared.clone(),
             free: free_tx,
-            anchor: (SystemTime::now(), Instant::now()),
+            clock: LineClock::new(),
             buf: String::with_capacity(BATCH_BYTES + 4096),
             last_error_report: None,
             errors_since_report: 0,
@@ -289,10 +289,8 @@ struct Writer {
     shared: Arc<Shared>,
     /// Where emptied records go back for reuse.
     free: crossbeam_channel::Sender<Box<Record>>,
-    /// Wall and monotonic time read together at the start of each drain:
-    /// a record's wall time is the wall anchor minus how long before the
-    /// monotonic anchor it started.
-    anchor: (SystemTime, Instant),
+    /// Wall time of each record's start, and the second's text.
+    clock: LineClock,
     /// The batch being formatted: lines are written straight into it.
     buf: String,
     last_error_report: Option<Instant>,
@@ -304,7 +302,7 @@ impl Writer {
         let mut acks = Vec::new();
         loop {
             let mut open = true;
-            self.anchor = (SystemTime::now(), Instant::now());
+            self.clock.anchor();
             loop {
                 match rx.try_recv() {
                     Ok(m) => {
@@ -336,10 +334,14 @@ impl Writer {
         match msg {
             Msg::Entry(mut rec) => {
                 if let Some(e) = rec.entry.take() {
-                    let time = wall_time(self.anchor, rec.start);
+                    let ms = self.clock.wall_ms(rec.start);
                     match self.format {
-                        AccessLogFormat::Text => format_text(&mut self.buf, &e, time),
-                        AccessLogFormat::Json => format_json(&mut self.buf, &e, time),
+                        AccessLogFormat::Text => {
+                            format_text(&mut self.buf, &e, &mut self.clock, ms)
+                        }
+                        AccessLogFormat::Json => {
+                            format_json(&mut self.buf, &e, &mut self.clock, ms)
+                        }
                     }
                     self.buf.push('\n');
                     self.shared.written.fetch_add(1, Relaxed);
@@ -397,14 +399,60 @@ impl Writer {
     }
 }
 
-/// The wall time of the instant `at`, from a pair of readings taken
-/// together.
-fn wall_time((wall, mono): (SystemTime, Instant), at: Instant) -> SystemTime {
-    match mono.checked_duration_since(at) {
-        Some(before) => wall.checked_sub(before).unwrap_or(wall),
-        None => wall
-            .checked_add(at.saturating_duration_since(mono))
-            .unwrap_or(wall),
+/// The writer's clock: the wall time of a monotonic instant, from a pair of
+/// readings taken together at each drain, and the text of the last second
+/// written (lines come in time order, so most reuse it). One subtraction a
+/// line instead of three `SystemTime` steps.
+struct LineClock {
+    /// Nanoseconds since the epoch at `mono`.
+    wall_ns: u64,
+    mono: Instant,
+    second: (u64, String),
+}
+
+impl LineClock {
+    fn new() -> Self {
+        let mut clock = LineClock {
+            wall_ns: 0,
+            mono: Instant::now(),
+            second: (u64::MAX, String::new()),
+        };
+        clock.anchor();
+        clock
+    }
+
+    /// Takes a new pair of readings.
+    fn anchor(&mut self) {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.mono = Instant::now();
+        self.wall_ns = u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    /// Milliseconds since the epoch at `at`.
+    fn wall_ms(&self, at: Instant) -> u64 {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let ns = match self.mono.checked_duration_since(at) {
+            Some(before) => self.wall_ns.saturating_sub(nanos(before)),
+            None => self
+                .wall_ns
+                .saturating_add(nanos(at.saturating_duration_since(self.mono))),
+        };
+        ns / 1_000_000
+    }
+
+    /// RFC 3339 in UTC with milliseconds, of `ms` since the epoch.
+    fn write(&mut self, out: &mut String, ms: u64) {
+        let secs = ms / 1000;
+        if self.second.0 != secs {
+            self.second.1.clear();
+            write_second(&mut self.second.1, secs);
+            self.second.0 = secs;
+        }
+        out.push_str(&self.second.1);
+        push_padded(out, ms % 1000, 3);
+        out.push('Z');
     }
 }
 
@@ -482,8 +530,8 @@ fn push_peer(out: &mut String, peer: &SocketAddr) {
 /// `2026-12-01T20:51:03.123Z peer "GET /path" 200 route=/api/
 /// outcome=forwarded bytes=12 upstream_ms=0.800 total_ms=1.000
 /// sub="alice" token=...`; `-` for what is absent.
-fn format_text(out: &mut String, e: &Entry, time: SystemTime) {
-    write_time(out, time);
+fn format_text(out: &mut String, e: &Entry, clock: &mut LineClock, ms: u64) {
+    clock.write(out, ms);
     out.push(' ');
     push_peer(out, &e.peer);
     out.push_str(" \"");
@@ -510,26 +558,31 @@ fn format_text(out: &mut String, e: &Entry, time: SystemTime) {
     push_ms(out, e.total);
     match e.claims.as_deref() {
         Some(c) => {
+            // `log_plain`: checked once when the token was verified.
+            let text = |out: &mut String, s: &str| match c.log_plain {
+                true => out.push_str(s),
+                false => push_escaped(out, s),
+            };
             out.push_str(" sub=");
             match &c.sub {
                 Some(s) => {
                     out.push('"');
-                    push_escaped(out, s);
+                    text(out, s);
                     out.push('"');
                 }
                 None => out.push('-'),
             }
             out.push_str(" token=");
-            push_escaped(out, c.log_id());
+            text(out, c.log_id());
         }
         None => out.push_str(" sub=- token=-"),
     }
 }
 
 /// The same fields as one JSON object; `null` for what is absent.
-fn format_json(out: &mut String, e: &Entry, time: SystemTime) {
+fn format_json(out: &mut String, e: &Entry, clock: &mut LineClock, ms: u64) {
     out.push_str("{\"time\":\"");
-    write_time(out, time);
+    clock.write(out, ms);
     out.push_str("\",\"peer\":\"");
     push_peer(out, &e.peer);
     out.push_str("\",\"method\":");
@@ -555,17 +608,32 @@ fn format_json(out: &mut String, e: &Entry, time: SystemTime) {
     out.push_str(",\"total_ms\":");
     push_ms(out, e.total);
     let claims = e.claims.as_deref();
+    // `log_plain` (checked at verification) implies no JSON escape either.
+    let string = |out: &mut String, c: &Claims, s: &str| match c.log_plain {
+        true => {
+            out.push('"');
+            out.push_str(s);
+            out.push('"');
+        }
+        false => push_json_str(out, s),
+    };
     out.push_str(",\"sub\":");
-    match claims.and_then(|c| c.sub.as_deref()) {
-        Some(sub) => push_json_str(out, sub),
+    match claims.and_then(|c| c.sub.as_deref().map(|s| (c, s))) {
+        Some((c, sub)) => string(out, c, sub),
         None => out.push_str("null"),
     }
     out.push_str(",\"token\":");
     match claims {
-        Some(c) => push_json_str(out, c.log_id()),
+        Some(c) => string(out, c, c.log_id()),
         None => out.push_str("null"),
     }
     out.push('}');
+}
+
+/// Whether `s` can be written as it is in a text line and in a JSON string
+/// (what a token's `sub` and `jti` are checked for once, at verification).
+pub(crate) fn is_plain(s: &str) -> bool {
+    !needs_escape(s)
 }
 
 /// Whether `s` needs escaping in a text line: quotes, backslashes, ASCII
@@ -660,36 +728,6 @@ fn push_json_str(out: &mut String, s: &str) {
     }
 }
 
-thread_local! {
-    /// The writer's last formatted second, `YYYY-MM-DDTHH:MM:SS.`: lines
-    /// come in time order, so most reuse it.
-    static SECOND: std::cell::RefCell<(u64, String)> =
-        const { std::cell::RefCell::new((u64::MAX, String::new())) };
-}
-
-/// RFC 3339 in UTC with milliseconds.
-fn write_time(out: &mut String, t: SystemTime) {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let cached = SECOND.with(|cell| {
-        let Ok(mut cached) = cell.try_borrow_mut() else {
-            return false;
-        };
-        if cached.0 != secs {
-            cached.1.clear();
-            write_second(&mut cached.1, secs);
-            cached.0 = secs;
-        }
-        out.push_str(&cached.1);
-        true
-    });
-    if !cached {
-        write_second(out, secs);
-    }
-    push_padded(out, u64::from(since.subsec_millis()), 3);
-    out.push('Z');
-}
-
 /// `YYYY-MM-DDTHH:MM:SS.` of a UNIX second.
 fn write_second(out: &mut String, secs: u64) {
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
@@ -727,8 +765,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
 
-    fn time() -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(1_764_621_063_123)
+    fn time_ms() -> u64 {
+        1_764_621_063_123
     }
 
     fn entry() -> Entry {
@@ -748,29 +786,36 @@ mod tests {
 
     #[test]
     fn formats_rfc3339_utc() {
-        let mut s = String::new();
-        write_time(
-            &mut s,
-            UNIX_EPOCH + Duration::from_millis(1_764_621_063_123),
-        );
-        assert_eq!(s, "2025-12-01T20:31:03.123Z");
-        s.clear();
-        write_time(&mut s, UNIX_EPOCH + Duration::from_secs(951_782_400));
-        assert_eq!(s, "2000-02-29T00:00:00.000Z");
-        s.clear();
-        write_time(&mut s, UNIX_EPOCH);
-        assert_eq!(s, "1970-01-01T00:00:00.000Z");
+        let mut clock = LineClock::new();
+        for (ms, text) in [
+            (1_764_621_063_123, "2025-12-01T20:31:03.123Z"),
+            (1_764_621_063_999, "2025-12-01T20:31:03.999Z"),
+            (1_764_621_064_000, "2025-12-01T20:31:04.000Z"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (0, "1970-01-01T00:00:00.000Z"),
+        ] {
+            let mut s = String::new();
+            clock.write(&mut s, ms);
+            assert_eq!(s, text);
+        }
     }
 
     #[test]
     fn wall_time_is_the_anchor_shifted_by_the_monotonic_gap() {
+        let mut clock = LineClock::new();
         let mono = Instant::now();
-        let later = mono + Duration::from_millis(5);
-        let anchor = (time(), later);
-        assert_eq!(wall_time(anchor, mono), time() - Duration::from_millis(5));
+        clock.mono = mono + Duration::from_millis(5);
+        clock.wall_ns = 1_764_621_063_123_400_000;
+        assert_eq!(clock.wall_ms(mono), 1_764_621_063_118);
+        clock.mono = mono;
         assert_eq!(
-            wall_time((time(), mono), later),
-            time() + Duration::from_millis(5)
+            clock.wall_ms(mono + Duration::from_millis(5)),
+            1_764_621_063_128
+        );
+        // Exact below the millisecond: 123.4 ms less 0.5 ms is 122.9.
+        assert_eq!(
+            clock.wall_ms(mono - Duration::from_micros(500)),
+            1_764_621_063_122
         );
     }
 
@@ -805,7 +850,7 @@ mod tests {
     #[test]
     fn text_line_never_carries_the_query() {
         let mut s = String::new();
-        format_text(&mut s, &entry(), time());
+        format_text(&mut s, &entry(), &mut LineClock::new(), time_ms());
         assert_eq!(
             s,
             "2025-12-01T20:31:03.123Z 127.0.0.1:5000 \"GET /api/x\" 200 route=/api/ \
@@ -814,10 +859,50 @@ mod tests {
         assert!(!s.contains("SECRET"));
     }
 
+    /// A `sub` or `jti` that needs escaping is escaped (the token's
+    /// `log_plain` is false); a plain one is written as it is.
+    #[test]
+    fn a_crafted_sub_cannot_forge_a_field_or_a_line() {
+        let claims = |sub: &str, log_plain: bool| {
+            Arc::new(Claims {
+                sub: Some(sub.into()),
+                jti: Some("j1".into()),
+                sid: None,
+                exp: 0,
+                nbf: None,
+                iat: None,
+                scopes: Vec::new(),
+                revocation: crate::revocation::TokenKeys::for_token(Some("j1"), "t"),
+                session: None,
+                fingerprint: None,
+                log_plain,
+                raw: Default::default(),
+            })
+        };
+        let crafted = "x\" outcome=forwarded\ntoken=\\";
+        assert!(!is_plain(crafted) && is_plain("alice"));
+        let mut e = entry();
+        e.claims = Some(claims(crafted, false));
+        let mut s = String::new();
+        format_text(&mut s, &e, &mut LineClock::new(), time_ms());
+        assert!(
+            s.ends_with(r#"sub="x\" outcome=forwarded\x0atoken=\\" token=j1"#),
+            "{s}"
+        );
+        let mut j = String::new();
+        format_json(&mut j, &e, &mut LineClock::new(), time_ms());
+        let v: serde_json::Value = serde_json::from_str(&j).expect("json");
+        assert_eq!(v["sub"], crafted);
+        e.claims = Some(claims("alice", true));
+        s.clear();
+        format_text(&mut s, &e, &mut LineClock::new(), time_ms());
+        assert!(s.ends_with(r#"sub="alice" token=j1"#), "{s}");
+    }
+
     #[test]
     fn json_line_is_one_object_without_the_query() {
         let mut s = String::new();
-        format_json(&mut s, &entry(), time());
+        format_json(&mut s, &entry(), &mut LineClock::new(), time_ms());
         let v: serde_json::Value = serde_json::from_str(&s).expect("json");
         assert_eq!(v["path"], "/api/x");
         assert_eq!(v["status"], 200);
