@@ -133,6 +133,59 @@ async fn bad_tokens_are_401_invalid_token() {
     assert_eq!(up.count(), 0);
 }
 
+/// An HS256 token over a payload given as JSON text (shapes `serde_json`
+/// cannot build: a member twice, a number beyond an f64, a lone surrogate).
+fn hs256_text(payload: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        base64url(r#"{"alg":"HS256","typ":"JWT"}"#),
+        base64url(payload)
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let sig = ring::hmac::sign(&key, input.as_bytes());
+    use base64::Engine;
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig.as_ref());
+    format!("{input}.{sig}")
+}
+
+/// Signed tokens whose payload a claims map could not hold, or which name a
+/// registered claim twice, are refused through the gateway (the claims are
+/// read from the payload's text, not from a map); the same token with a
+/// well-formed payload passes, so the refusal is the payload's.
+#[tokio::test]
+async fn signed_tokens_with_odd_payloads_are_refused() {
+    let (up, gw) = setup().await;
+    let exp = now() + 600;
+    let base = format!(r#""scope":"orders:read","exp":{exp}"#);
+    let ok = hs256_text(&format!(r#"{{"sub":"alice",{base}}}"#));
+    let got = get_with(&gw.url("/api/orders"), &ok).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    for (what, payload) in [
+        (
+            "sub twice",
+            format!(r#"{{"sub":"alice","sub":"admin",{base}}}"#),
+        ),
+        (
+            "nbf beyond an f64",
+            format!(r#"{{"sub":"alice","nbf":1e400,{base}}}"#),
+        ),
+        (
+            "lone surrogate",
+            format!(r#"{{"sub":"alice","name":"\ud800",{base}}}"#),
+        ),
+        (
+            "scope unreadable",
+            format!(r#"{{"sub":"alice","scp":"orders:read","scope":"\ud800","exp":{exp}}}"#),
+        ),
+        ("an array", format!(r#"[{exp}]"#)),
+    ] {
+        let got = get_with(&gw.url("/api/orders"), &hs256_text(&payload)).await;
+        assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{what}: {}", got.body);
+        assert_eq!(got.json()["error_description"], "malformed token", "{what}");
+    }
+    assert_eq!(up.count(), 1);
+}
+
 fn base64url(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
