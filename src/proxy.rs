@@ -95,6 +95,7 @@ impl Proxy {
             _ => host,
         };
         *req.uri_mut() = upstream_uri(route, req.uri())?;
+        let multiplexed = req.version() == Version::HTTP_2;
         *req.version_mut() = Version::HTTP_11;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers, upgrade);
@@ -110,6 +111,16 @@ impl Proxy {
         let body_read_timeout = self.body_read_timeout;
         let req =
             req.map(|body| http_body_util::Either::Left(ClientBody::new(body, body_read_timeout)));
+        // HTTP/2: let every stream that is ready in this turn of the event
+        // loop get this far before any is written upstream. Each write that
+        // wakes an upstream on the same core can hand it the CPU for that
+        // one request; writing the turn's requests together wakes it about
+        // once a turn (h2c 7-12% more requests/s). Over HTTP/1 the same
+        // yield measured level-to-worse with a higher p99, so it is not
+        // taken there (docs/benchmarks.md, "Batched forwarding").
+        if multiplexed {
+            tokio::task::yield_now().await;
+        }
         let sent = tokio::time::timeout(route.timeout, pool.send(req)).await;
         let (mut resp, lease) = match sent {
             Err(_) => return Err(Reject::UpstreamTimeout),
