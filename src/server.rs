@@ -83,6 +83,11 @@ impl ConnSettings {
             .http1()
             .timer(TokioTimer::new())
             .max_buf_size((server.max_header_bytes + 4096).max(MIN_BUF_SIZE))
+            // One flat buffer a write (a response head and a small body
+            // copied together, one `write`) instead of a `writev` of
+            // several slices: 3-5% more requests/s a core with the upstream
+            // client doing the same (docs/benchmarks.md, "Flat writes").
+            .writev(false)
             .keep_alive(true);
         builder
             .http2()
