@@ -83,11 +83,13 @@ impl ConnSettings {
             .http1()
             .timer(TokioTimer::new())
             .max_buf_size((server.max_header_bytes + 4096).max(MIN_BUF_SIZE))
-            // One flat buffer a write (a response head and a small body
-            // copied together, one `write`) instead of a `writev` of
-            // several slices: 3-5% more requests/s a core with the upstream
-            // client doing the same (docs/benchmarks.md, "Flat writes").
-            .writev(false)
+            // Responses keep hyper's queued `writev`, not one flat buffer
+            // (`writev(false)`, as the upstream client has): flattening
+            // copies each body chunk, up to an upstream read of ~400 KB,
+            // into a buffer that keeps its largest size for the life of the
+            // keep-alive connection (450 KB an idle connection after a 1 MB
+            // download). A small head and body are joined for one `write`
+            // by `tls::Stream` instead (docs/benchmarks.md, "Flat writes").
             .keep_alive(true);
         builder
             .http2()

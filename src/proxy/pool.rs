@@ -514,8 +514,13 @@ impl Body for PooledBody {
 /// hyper's HTTP/1 client for upstream connections. Each message goes out
 /// as one flat buffer (`writev(false)`): a request head and a small body are
 /// copied together and sent with one `write` rather than a `writev` of
-/// several slices, which measured 3-5% more requests/s a core with the
-/// server side doing the same (docs/benchmarks.md, "Flat writes").
+/// several slices, 3-4% more requests/s a core (docs/benchmarks.md, "Flat
+/// writes"). The buffer keeps its largest size while the connection lives;
+/// that stays small because a request body's chunks are bounded by the
+/// client side: its HTTP/1 read buffer (`max_header_bytes` + 4 KB, 8 KB at
+/// least) or its HTTP/2 frames (16 KB). The client side alone: on the
+/// server side a response's chunks would be the upstream's reads, up to
+/// ~400 KB.
 fn client_builder() -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder.writev(false);
